@@ -1,0 +1,108 @@
+# duet — build, test, demo.
+#
+#   make            library (static + shared) and the duet CLI
+#   make test       build and run the whole test suite
+#   make asan       the test suite under ASan + UBSan (separate build dir)
+#   make demo       build, then a story and a picture from the built-in models
+#   make bench      benchmarks (never part of the tests; run on a quiet machine)
+#   make fixtures   regenerate tests/fixtures with PyTorch (/usr/bin/python3)
+#
+# Options (plain variables):
+#   NATIVE=1    compile everything with -march=native (not portable)
+#   OPENBLAS=1  link OpenBLAS for an optional extra GEMM path (off by default)
+#   BUILD=dir   build directory (default build)
+#
+# Portability: the base code is compiled for plain x86-64 (or the host arch);
+# only src/kernels/*_avx2.c and *_avx512.c get ISA flags, and the right kernel is
+# picked at start-up from CPUID, so one binary runs on CPUs without AVX-512.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+           -Wdouble-promotion -Wno-unused-parameter -Wvla -Wformat=2
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fopenmp -fPIC -Iinclude -Isrc
+LDLIBS  += -lm -lz -fopenmp
+ARCH    := $(shell uname -m)
+
+ifeq ($(NATIVE),1)
+CFLAGS  += -march=native
+endif
+ifeq ($(OPENBLAS),1)
+CFLAGS  += -DDUET_OPENBLAS
+LDLIBS  += -lopenblas
+endif
+
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+LIB_SRC := $(filter-out src/cli/%,$(wildcard src/*/*.c))
+CLI_SRC := $(wildcard src/cli/*.c)
+ifneq ($(ARCH),x86_64)
+LIB_SRC := $(filter-out %_avx2.c %_avx512.c,$(LIB_SRC))
+endif
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_UTIL := $(BUILD)/tests/testutil.o
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+# ISA-specific kernel files; the hot loops get -O3.
+$(BUILD)/src/kernels/%_avx2.o:   XFLAGS := -O3 -mavx2 -mfma -mf16c
+$(BUILD)/src/kernels/%_avx512.o: XFLAGS := -O3 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c -mavx512bf16
+$(BUILD)/src/kernels/%.o:        XFLAGS ?= -O3
+
+.PHONY: all lib test asan demo bench fixtures clean data models deps
+deps:
+	@sh tools/deps.sh
+all: lib $(BUILD)/duet
+
+lib: $(BUILD)/libduet.a $(BUILD)/libduet.so
+
+$(BUILD)/%.o: %.c $(wildcard include/*.h src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(XFLAGS) -c $< -o $@
+
+$(BUILD)/libduet.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libduet.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/duet: $(CLI_OBJ) $(BUILD)/libduet.a
+	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libduet.a $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/tests/testutil.o: tests/testutil.c tests/testutil.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -c $< -o $@
+
+$(BUILD)/tests/%: tests/%.c $(TEST_UTIL) $(BUILD)/libduet.a tests/testutil.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_UTIL) $(BUILD)/libduet.a $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libduet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libduet.a $(LDFLAGS) $(LDLIBS)
+
+# The test command README gives: builds everything, runs every test binary,
+# and ends with one "N passed, N failed" line; non-zero exit on any failure.
+test: deps all $(TEST_BIN)
+	@BUILD=$(BUILD) sh tests/run_all.sh $(TEST_BIN)
+
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1" CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" test
+
+bench: all $(BENCH_BIN)
+	@echo "benchmarks built in $(BUILD)/bench; run bench/run.sh (quiet machine please)"
+
+demo: deps all
+	./$(BUILD)/duet version
+	./$(BUILD)/duet demo
+
+fixtures:
+	/usr/bin/python3 tests/ref/gen_all.py
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,618 @@
+/*
+ * duet.h — the one public header of duet: storytellers (autoregressive language
+ * models) and painters (denoising diffusion models) on one small C engine.
+ *
+ * A worked example — two-layer MLP trained on one batch with the tape:
+ *
+ *     duet_init();                                   // CPU features, threads
+ *     duet_graph *g = duet_graph_new(1 << 20);       // per-step scratch arena
+ *     duet_tensor *w1 = duet_param_new(DUET_DTYPE_F32, 2, (int64_t[]){64, 16});
+ *     ... fill w1->data (duet_rng_normal) and the others ...
+ *     for (int step = 0; step < 100; step++) {
+ *         duet_graph_reset(g);
+ *         duet_tensor *x = duet_graph_input(g, xdata, 2, (int64_t[]){B, 16});
+ *         duet_tensor *h = duet_nn_gelu(g, duet_nn_linear(g, x, w1, b1), 0);
+ *         duet_tensor *loss = duet_nn_mse(g, duet_nn_linear(g, h, w2, b2), y);
+ *         duet_params_zero_grad(params, nparams);
+ *         if (duet_graph_backward(g, loss) != DUET_OK) fail(duet_last_error());
+ *         duet_adamw_step(&opt, params, nparams, lr);
+ *     }
+ *
+ * Conventions
+ *  - Functions that can fail return duet_status; the message is in
+ *    duet_last_error() (thread-local). Constructors return NULL on failure.
+ *  - Programmer errors (shape or dtype mismatch) trip DUET_ASSERT-style checks
+ *    that stay on in release builds and print file, line and expression.
+ *  - Raw ops (duet_<op>_forward / duet_<op>_backward) work on contiguous f32
+ *    arrays, llm.c style. Backward functions ACCUMULATE (+=) into every
+ *    gradient they are given; pass NULL for a gradient you do not need.
+ *  - Size letters: B, T, C, V, NH, HS for sequences; N, C, H, W for images.
+ *  - Sizes are int64_t. Ownership is stated above each function.
+ */
+#ifndef DUET_H
+#define DUET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DUET_VERSION "0.1.0"
+
+/* ======================================================================== */
+/* Status and errors                                                         */
+/* ======================================================================== */
+
+typedef enum duet_status {
+    DUET_OK = 0,
+    DUET_ERR_NOMEM,        /* an allocation failed */
+    DUET_ERR_IO,           /* open/read/write/rename failed */
+    DUET_ERR_FORMAT,       /* a file is malformed (message names file and field) */
+    DUET_ERR_ARG,          /* a bad argument or flag value from the user */
+    DUET_ERR_SHAPE,        /* shapes do not fit together */
+    DUET_ERR_UNSUPPORTED,  /* valid but not implemented (dtype, arch, ...) */
+    DUET_ERR_INTERNAL,
+    DUET_STATUS_COUNT
+} duet_status;
+
+/* A static string describing a status ("out of memory", ...). */
+const char *duet_strerror(duet_status s);
+/* The message of the last error on this thread ("" when none). */
+const char *duet_last_error(void);
+/* Sets the thread's last error (printf-style) and returns s. */
+duet_status duet_set_error(duet_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void duet_clear_error(void);
+
+/* ======================================================================== */
+/* Library set-up, CPU features, threads                                     */
+/* ======================================================================== */
+
+enum {
+    DUET_CPU_SSE42       = 1u << 0,
+    DUET_CPU_AVX         = 1u << 1,
+    DUET_CPU_AVX2        = 1u << 2,
+    DUET_CPU_FMA         = 1u << 3,
+    DUET_CPU_F16C        = 1u << 4,
+    DUET_CPU_AVX512F     = 1u << 5,
+    DUET_CPU_AVX512BW    = 1u << 6,
+    DUET_CPU_AVX512VL    = 1u << 7,
+    DUET_CPU_AVX512DQ    = 1u << 8,
+    DUET_CPU_AVX512_VNNI = 1u << 9,
+    DUET_CPU_AVX512_BF16 = 1u << 10,
+    DUET_CPU_AMX_TILE    = 1u << 11,
+    DUET_CPU_AMX_BF16    = 1u << 12,
+    DUET_CPU_AMX_INT8    = 1u << 13,
+    DUET_CPU_AVX_VNNI    = 1u << 14,
+};
+
+/* Idempotent, thread-safe. Reads DUET_THREADS and picks kernels by CPU features. */
+void duet_init(void);
+/* Bitmask of DUET_CPU_* the CPU and OS support (OS-enabled AVX/AVX-512 state). */
+unsigned duet_cpu_features(void);
+/* Writes e.g. "avx2 fma f16c avx512f ..." into buf; returns buf. */
+char *duet_cpu_features_string(char *buf, size_t size);
+/* The name of the kernel set in use: "scalar", "avx2" or "avx512". */
+const char *duet_kernel_isa(void);
+/* Forces a kernel set ("scalar", "avx2", "avx512") — for tests and benchmarks.
+ * Returns DUET_ERR_UNSUPPORTED when the CPU cannot run it. */
+duet_status duet_kernel_force(const char *isa);
+/* Threads used by kernels. Default: DUET_THREADS, else the number of cores. */
+void duet_set_threads(int n);
+int duet_get_threads(void);
+/* Compiler that built the library, e.g. "gcc 12.2.0". */
+const char *duet_compiler(void);
+
+/* ======================================================================== */
+/* Memory: one allocation hook, arenas                                       */
+/* ======================================================================== */
+
+/* Every allocation duet makes goes through this hook. alloc returns memory
+ * aligned to `align` (a power of two >= sizeof(void*)) or NULL; free accepts NULL. */
+typedef struct duet_allocator {
+    void *(*alloc)(void *ud, size_t size, size_t align);
+    void (*free)(void *ud, void *ptr);
+    void *ud;
+} duet_allocator;
+
+/* Installs a (not thread-safe to swap while duet is running) allocator;
+ * NULL restores the default (posix_memalign/free). */
+void duet_set_allocator(const duet_allocator *a);
+/* 64-byte aligned allocation through the hook; sets DUET_ERR_NOMEM on failure. */
+void *duet_alloc(size_t size);
+void *duet_calloc(size_t n, size_t size);
+void duet_free(void *ptr);
+
+/* A bump allocator. Allocations live until duet_arena_reset/free. When a block
+ * fills, a new one is chained; reset merges them into one block big enough for
+ * the peak, so a training loop allocates nothing after its first step. */
+typedef struct duet_arena duet_arena;
+duet_arena *duet_arena_new(size_t initial_bytes);
+void duet_arena_free(duet_arena *a);
+/* Returns 64-byte aligned memory, or NULL (DUET_ERR_NOMEM). Not zeroed. */
+void *duet_arena_alloc(duet_arena *a, size_t size);
+void duet_arena_reset(duet_arena *a);
+size_t duet_arena_used(const duet_arena *a);
+size_t duet_arena_peak(const duet_arena *a);
+
+/* ======================================================================== */
+/* Tensors                                                                   */
+/* ======================================================================== */
+
+/* Only ever appended to. */
+typedef enum duet_dtype {
+    DUET_DTYPE_F32 = 0,
+    DUET_DTYPE_F16,
+    DUET_DTYPE_BF16,
+    DUET_DTYPE_I32,
+    DUET_DTYPE_I64,
+    DUET_DTYPE_U8,
+    DUET_DTYPE_I8,
+    DUET_DTYPE_F64,
+    DUET_DTYPE_COUNT
+} duet_dtype;
+
+const char *duet_dtype_name(duet_dtype t);            /* "f32", "f16", ... */
+int duet_dtype_from_name(const char *name);          /* -1 when unknown */
+size_t duet_dtype_size(duet_dtype t);                /* bytes per element */
+
+#define DUET_MAX_DIMS 4
+
+/* A plain, documented struct. shape[0] is the outermost dimension (PyTorch
+ * order); stride[] is in elements. `data` is owned by whoever allocated it
+ * (an arena, an mmap, the caller) — the tensor never frees it. `grad` is f32,
+ * same shape, contiguous, or NULL; requires_grad marks tensors the tape must
+ * differentiate through (parameters, and anything computed from them). */
+typedef struct duet_tensor {
+    duet_dtype dtype;
+    int ndim;
+    int64_t shape[DUET_MAX_DIMS];
+    int64_t stride[DUET_MAX_DIMS];
+    void *data;
+    float *grad;
+    int requires_grad;
+    char name[64];
+} duet_tensor;
+
+/* Fills shape and contiguous strides (no allocation). */
+void duet_tensor_init(duet_tensor *t, duet_dtype dtype, int ndim, const int64_t *shape, void *data);
+int64_t duet_tensor_numel(const duet_tensor *t);
+size_t duet_tensor_nbytes(const duet_tensor *t);
+int duet_tensor_is_contiguous(const duet_tensor *t);
+/* Writes "f32[2,3,4]" into buf; returns buf. */
+char *duet_tensor_describe(const duet_tensor *t, char *buf, size_t size);
+
+/* A heap tensor with its own zeroed data (and grad when with_grad); for
+ * parameters and tests. Free with duet_param_free. NULL on failure. */
+duet_tensor *duet_param_new(duet_dtype dtype, int ndim, const int64_t *shape, int with_grad);
+void duet_param_free(duet_tensor *t);
+void duet_params_zero_grad(duet_tensor **params, int n);
+
+/* Conversions (round to nearest even). n elements. */
+void duet_f32_to_f16(uint16_t *dst, const float *src, int64_t n);
+void duet_f16_to_f32(float *dst, const uint16_t *src, int64_t n);
+void duet_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
+void duet_bf16_to_f32(float *dst, const uint16_t *src, int64_t n);
+float duet_f16_to_f32_1(uint16_t h);
+uint16_t duet_f32_to_f16_1(float f);
+float duet_bf16_to_f32_1(uint16_t h);
+uint16_t duet_f32_to_bf16_1(float f);
+
+/* ======================================================================== */
+/* Random numbers: counter-based (Philox4x32-10)                              */
+/* ======================================================================== */
+
+/* Value i of a stream depends only on (seed, offset + i): the same numbers
+ * whatever the thread count or the order the work is split in. */
+typedef struct duet_rng {
+    uint64_t seed;
+    uint64_t offset;  /* advanced by every draw */
+} duet_rng;
+
+void duet_rng_init(duet_rng *r, uint64_t seed);
+/* Four 32-bit words for counter `ctr` under key `seed` (Philox4x32-10). */
+void duet_philox(uint64_t seed, uint64_t ctr, uint32_t out[4]);
+/* Uniform in [0, 1) with 24 random bits. */
+void duet_rng_uniform(duet_rng *r, float *out, int64_t n);
+/* Normal(mean, std) via Box–Muller. */
+void duet_rng_normal(duet_rng *r, float *out, int64_t n, float mean, float std);
+/* One uniform draw in [0,1) (consumes one counter). */
+float duet_rng_next(duet_rng *r);
+
+/* ======================================================================== */
+/* Kernels                                                                   */
+/* ======================================================================== */
+
+/* Row-major SGEMM: C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C.
+ * op(A) = A (lda >= K) or A^T (A is K x M, lda >= M); likewise B.
+ * beta == 0 ignores what C held (NaNs included). Threaded. */
+void duet_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                float *C, int64_t ldc);
+/* The scalar reference every optimized GEMM is held to. Single-threaded. */
+void duet_sgemm_ref(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                    float *C, int64_t ldc);
+
+/* ======================================================================== */
+/* Raw ops: forward and backward (contiguous f32)                            */
+/* ======================================================================== */
+
+/* linear: out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC] (bias may be NULL). */
+void duet_linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+                         int64_t N, int64_t C, int64_t OC);
+void duet_linear_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, int64_t N, int64_t C, int64_t OC);
+
+/* batched matmul: out[b] = op(a[b]) @ op(b[b]); op(a) is [M,K], op(b) is [K,N]. */
+void duet_bmm_forward(float *out, const float *a, const float *b, int64_t batch, int64_t M,
+                      int64_t N, int64_t K, int transA, int transB);
+void duet_bmm_backward(float *da, float *db, const float *dout, const float *a, const float *b,
+                       int64_t batch, int64_t M, int64_t N, int64_t K, int transA, int transB);
+
+/* elementwise, n elements */
+void duet_add_forward(float *out, const float *a, const float *b, int64_t n);
+void duet_add_backward(float *da, float *db, const float *dout, int64_t n);
+void duet_mul_forward(float *out, const float *a, const float *b, int64_t n);
+void duet_mul_backward(float *da, float *db, const float *dout, const float *a, const float *b,
+                       int64_t n);
+void duet_scale_forward(float *out, const float *a, float s, int64_t n);
+void duet_scale_backward(float *da, const float *dout, float s, int64_t n);
+/* out[n,c,i] = x[n,c,i] + b[n,c]  (per-channel add, e.g. a timestep embedding) */
+void duet_add_channel_forward(float *out, const float *x, const float *b, int64_t N, int64_t C,
+                              int64_t HW);
+void duet_add_channel_backward(float *dx, float *db, const float *dout, int64_t N, int64_t C,
+                               int64_t HW);
+
+/* embedding: out[i,:] = table[ids[i],:]; ids are checked by the caller. */
+void duet_embedding_forward(float *out, const int32_t *ids, const float *table, int64_t N,
+                            int64_t C);
+void duet_embedding_backward(float *dtable, const float *dout, const int32_t *ids, int64_t N,
+                             int64_t C);
+
+/* LayerNorm over the last dim C; saves mean[N], rstd[N]. weight/bias may be NULL. */
+void duet_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, int64_t N, int64_t C,
+                            float eps);
+void duet_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const float *mean,
+                             const float *rstd, int64_t N, int64_t C);
+/* RMSNorm: out = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps). */
+void duet_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight,
+                          int64_t N, int64_t C, float eps);
+void duet_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+                           const float *weight, const float *rstd, int64_t N, int64_t C);
+
+/* activations, n elements */
+void duet_gelu_forward(float *out, const float *inp, int64_t n, int tanh_approx);
+void duet_gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n,
+                        int tanh_approx);
+void duet_silu_forward(float *out, const float *inp, int64_t n);
+void duet_silu_backward(float *dinp, const float *dout, const float *inp, int64_t n);
+/* swiglu: out = silu(gate) * up */
+void duet_swiglu_forward(float *out, const float *gate, const float *up, int64_t n);
+void duet_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
+                          const float *up, int64_t n);
+
+/* softmax over the last dim C */
+void duet_softmax_forward(float *out, const float *inp, int64_t N, int64_t C);
+void duet_softmax_backward(float *dinp, const float *dout, const float *out, int64_t N,
+                           int64_t C);
+
+/* Cross-entropy of logits[N,V] against targets[N]. Positions whose target is
+ * ignore_index are skipped; weights[N] (may be NULL = all 1) weigh positions.
+ * loss = sum_i w_i * CE_i / sum_i w_i over kept positions (PyTorch's mean).
+ * Saves probs[N,V] (softmax) for backward. Returns the loss (0 if none kept). */
+float duet_cross_entropy_forward(float *probs, const float *logits, const int32_t *targets,
+                                 const float *weights, int64_t N, int64_t V,
+                                 int32_t ignore_index);
+/* dlogits += dloss * d(loss)/d(logits) */
+void duet_cross_entropy_backward(float *dlogits, float dloss, const float *probs,
+                                 const int32_t *targets, const float *weights, int64_t N,
+                                 int64_t V, int32_t ignore_index);
+
+/* Scaled dot-product attention.
+ *   q [B, T, NH, HS], k and v [B, S, NKV, HS] (NH % NKV == 0: grouped-query),
+ *   out [B, T, NH, HS], att [B, NH, T, S] saved probabilities.
+ * causal: query t (absolute position S - T + t) sees keys 0..S-T+t.
+ * scale: usually 1/sqrt(HS). */
+void duet_attention_forward(float *out, float *att, const float *q, const float *k,
+                            const float *v, int64_t B, int64_t T, int64_t S, int64_t NH,
+                            int64_t NKV, int64_t HS, int causal, float scale);
+void duet_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                             const float *att, const float *q, const float *k, const float *v,
+                             int64_t B, int64_t T, int64_t S, int64_t NH, int64_t NKV,
+                             int64_t HS, int causal, float scale);
+
+/* RoPE on x [B, T, NH, HS] at positions pos0..pos0+T-1, frequencies
+ * theta^(-2i/HS). neox = 0 rotates adjacent pairs (2i, 2i+1) — Meta/GGUF
+ * llama order; neox = 1 rotates (i, i + HS/2) — Hugging Face / NeoX order. */
+void duet_rope_forward(float *out, const float *inp, int64_t B, int64_t T, int64_t NH,
+                       int64_t HS, int64_t pos0, float theta, int neox);
+void duet_rope_backward(float *dinp, const float *dout, int64_t B, int64_t T, int64_t NH,
+                        int64_t HS, int64_t pos0, float theta, int neox);
+
+/* Inverted dropout with probability p; mask[n] (0 or 1/(1-p)) is saved.
+ * Element i's draw is philox(seed, offset + i): thread-count independent. */
+void duet_dropout_forward(float *out, float *mask, const float *inp, int64_t n, float p,
+                          uint64_t seed, uint64_t offset);
+void duet_dropout_backward(float *dinp, const float *dout, const float *mask, int64_t n);
+
+/* conv2d: inp [N, C, H, W], weight [OC, C, K, K], bias [OC] (may be NULL),
+ * out [N, OC, OH, OW] with OH = (H + 2*pad - K)/stride + 1.
+ * scratch: at least duet_conv2d_scratch_floats(...) floats (im2col buffer). */
+int64_t duet_conv2d_scratch_floats(int64_t C, int64_t H, int64_t W, int64_t K, int64_t stride,
+                                   int64_t pad);
+void duet_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                         float *scratch, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC,
+                         int64_t K, int64_t stride, int64_t pad);
+void duet_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, float *scratch, int64_t N,
+                          int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K,
+                          int64_t stride, int64_t pad);
+
+/* GroupNorm over G groups of C/G channels × HW; saves mean[N*G], rstd[N*G]. */
+void duet_groupnorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, int64_t N, int64_t C,
+                            int64_t HW, int64_t G, float eps);
+void duet_groupnorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const float *mean,
+                             const float *rstd, int64_t N, int64_t C, int64_t HW, int64_t G);
+
+/* nearest-neighbour upsample x2: [N,C,H,W] -> [N,C,2H,2W] */
+void duet_upsample2x_forward(float *out, const float *inp, int64_t N, int64_t C, int64_t H,
+                             int64_t W);
+void duet_upsample2x_backward(float *dinp, const float *dout, int64_t N, int64_t C, int64_t H,
+                              int64_t W);
+/* 2x2 average pool, stride 2: [N,C,H,W] -> [N,C,H/2,W/2] (H, W even) */
+void duet_avgpool2x_forward(float *out, const float *inp, int64_t N, int64_t C, int64_t H,
+                            int64_t W);
+void duet_avgpool2x_backward(float *dinp, const float *dout, int64_t N, int64_t C, int64_t H,
+                             int64_t W);
+
+/* Sinusoidal timestep embedding, out[N, dim]: first half cos(t*f_i), second
+ * half sin(t*f_i), f_i = max_period^(-i/(dim/2)) (the DDPM/diffusers layout
+ * with flip_sin_to_cos=True, downscale_freq_shift=0). Backward is w.r.t. t. */
+void duet_timestep_embedding_forward(float *out, const float *t, int64_t N, int64_t dim,
+                                     float max_period);
+void duet_timestep_embedding_backward(float *dt, const float *dout, const float *t, int64_t N,
+                                      int64_t dim, float max_period);
+
+/* mean squared error over n elements: returns mean((a-b)^2) */
+float duet_mse_forward(const float *a, const float *b, int64_t n);
+void duet_mse_backward(float *da, float *db, float dloss, const float *a, const float *b,
+                       int64_t n);
+
+/* concat along dim 1: a [N, CA, I], b [N, CB, I] -> out [N, CA+CB, I] */
+void duet_concat_forward(float *out, const float *a, const float *b, int64_t N, int64_t CA,
+                         int64_t CB, int64_t I);
+void duet_concat_backward(float *da, float *db, const float *dout, int64_t N, int64_t CA,
+                          int64_t CB, int64_t I);
+/* transpose the last two dims: inp [N, A, Bd] -> out [N, Bd, A] */
+void duet_transpose_forward(float *out, const float *inp, int64_t N, int64_t A, int64_t Bd);
+void duet_transpose_backward(float *dinp, const float *dout, int64_t N, int64_t A, int64_t Bd);
+
+/* ======================================================================== */
+/* The tape: record a forward, replay backwards in reverse                   */
+/* ======================================================================== */
+
+/* Op ids: named, only ever appended to. */
+typedef enum duet_op {
+    DUET_OP_NONE = 0,
+    DUET_OP_LINEAR,
+    DUET_OP_BMM,
+    DUET_OP_ADD,
+    DUET_OP_MUL,
+    DUET_OP_SCALE,
+    DUET_OP_ADD_CHANNEL,
+    DUET_OP_EMBEDDING,
+    DUET_OP_LAYERNORM,
+    DUET_OP_RMSNORM,
+    DUET_OP_GELU,
+    DUET_OP_SILU,
+    DUET_OP_SWIGLU,
+    DUET_OP_SOFTMAX,
+    DUET_OP_CROSS_ENTROPY,
+    DUET_OP_ATTENTION,
+    DUET_OP_ROPE,
+    DUET_OP_DROPOUT,
+    DUET_OP_CONV2D,
+    DUET_OP_GROUPNORM,
+    DUET_OP_UPSAMPLE2X,
+    DUET_OP_AVGPOOL2X,
+    DUET_OP_TIMESTEP_EMB,
+    DUET_OP_MSE,
+    DUET_OP_CONCAT,
+    DUET_OP_TRANSPOSE,
+    DUET_OP_RESHAPE,
+    DUET_OP_COUNT
+} duet_op;
+
+const char *duet_op_name(duet_op op);
+
+typedef struct duet_graph duet_graph;
+struct duet_record;
+typedef void (*duet_backward_fn)(duet_graph *g, const struct duet_record *r);
+
+/* One record: the op, its output, up to 4 inputs, buffers forward saved,
+ * integer and float arguments, and the op's backward (which sits beside its
+ * forward in the op's source file). A plain struct, readable in a debugger. */
+typedef struct duet_record {
+    duet_op op;
+    duet_backward_fn backward;
+    duet_tensor *out;
+    duet_tensor *in[4];
+    void *saved[3];
+    int64_t iarg[8];
+    float farg[4];
+} duet_record;
+
+/* A graph owns a scratch arena (activations, saved buffers, activation grads)
+ * and the list of records. Everything it hands out lives until the next
+ * duet_graph_reset. Errors are sticky: an op that cannot allocate sets the
+ * graph's status and returns NULL, and ops given a NULL input return NULL, so
+ * a whole forward can be checked once at the end (duet_graph_status). */
+
+duet_graph *duet_graph_new(size_t scratch_bytes);
+void duet_graph_free(duet_graph *g);
+void duet_graph_reset(duet_graph *g);
+duet_status duet_graph_status(const duet_graph *g);
+/* 1 (default): record ops for backward. 0: inference, nothing recorded. */
+void duet_graph_set_training(duet_graph *g, int on);
+int duet_graph_training(const duet_graph *g);
+/* Scratch memory from the graph's arena (64-byte aligned), NULL + status on failure. */
+void *duet_graph_alloc(duet_graph *g, size_t bytes);
+/* A new f32 (or i32) tensor in scratch, uninitialised. */
+duet_tensor *duet_graph_tensor(duet_graph *g, duet_dtype dtype, int ndim, const int64_t *shape);
+/* Wraps caller-owned data (not copied, not differentiated). */
+duet_tensor *duet_graph_input(duet_graph *g, void *data, duet_dtype dtype, int ndim,
+                              const int64_t *shape);
+/* Appends a record for `out` when training and any input requires grad
+ * (used by op wrappers); returns NULL when nothing needs recording. Sets
+ * out->requires_grad accordingly. */
+duet_record *duet_graph_record(duet_graph *g, duet_op op, duet_backward_fn backward,
+                               duet_tensor *out, duet_tensor *in0, duet_tensor *in1,
+                               duet_tensor *in2, duet_tensor *in3);
+int duet_graph_nrecords(const duet_graph *g);
+const duet_record *duet_graph_records(const duet_graph *g);
+size_t duet_graph_peak_bytes(const duet_graph *g);
+/* Reverse-mode pass from a scalar `loss` (its grad is seeded with 1).
+ * Parameter grads (tensor->grad set by the caller) ACCUMULATE: zero them first. */
+duet_status duet_graph_backward(duet_graph *g, duet_tensor *loss);
+
+/* Tape ops. Inputs must be contiguous f32 unless stated; outputs live in the
+ * graph. Each returns NULL on error (see duet_graph above). */
+duet_tensor *duet_nn_linear(duet_graph *g, duet_tensor *x, duet_tensor *w, duet_tensor *b);
+duet_tensor *duet_nn_bmm(duet_graph *g, duet_tensor *a, duet_tensor *b, int transA, int transB);
+duet_tensor *duet_nn_add(duet_graph *g, duet_tensor *a, duet_tensor *b);
+duet_tensor *duet_nn_mul(duet_graph *g, duet_tensor *a, duet_tensor *b);
+duet_tensor *duet_nn_scale(duet_graph *g, duet_tensor *a, float s);
+/* x [N, C, ...] + b [N, C] */
+duet_tensor *duet_nn_add_channel(duet_graph *g, duet_tensor *x, duet_tensor *b);
+/* ids: i32 tensor of any shape; out shape = ids shape + [C]. Ids are checked. */
+duet_tensor *duet_nn_embedding(duet_graph *g, duet_tensor *ids, duet_tensor *table);
+duet_tensor *duet_nn_layernorm(duet_graph *g, duet_tensor *x, duet_tensor *w, duet_tensor *b,
+                               float eps);
+duet_tensor *duet_nn_rmsnorm(duet_graph *g, duet_tensor *x, duet_tensor *w, float eps);
+duet_tensor *duet_nn_gelu(duet_graph *g, duet_tensor *x, int tanh_approx);
+duet_tensor *duet_nn_silu(duet_graph *g, duet_tensor *x);
+duet_tensor *duet_nn_swiglu(duet_graph *g, duet_tensor *gate, duet_tensor *up);
+duet_tensor *duet_nn_softmax(duet_graph *g, duet_tensor *x);
+/* logits [..., V], targets i32 [...], weights f32 [...] or NULL; returns a scalar. */
+duet_tensor *duet_nn_cross_entropy(duet_graph *g, duet_tensor *logits, duet_tensor *targets,
+                                   duet_tensor *weights, int32_t ignore_index);
+/* q [B,T,NH,HS], k, v [B,S,NKV,HS] */
+duet_tensor *duet_nn_attention(duet_graph *g, duet_tensor *q, duet_tensor *k, duet_tensor *v,
+                               int causal, float scale);
+duet_tensor *duet_nn_rope(duet_graph *g, duet_tensor *x, int64_t pos0, float theta, int neox);
+/* Training only: identity when p == 0 or the graph is not training. */
+duet_tensor *duet_nn_dropout(duet_graph *g, duet_tensor *x, float p, duet_rng *rng);
+duet_tensor *duet_nn_conv2d(duet_graph *g, duet_tensor *x, duet_tensor *w, duet_tensor *b,
+                            int64_t stride, int64_t pad);
+duet_tensor *duet_nn_groupnorm(duet_graph *g, duet_tensor *x, duet_tensor *w, duet_tensor *b,
+                               int64_t groups, float eps);
+duet_tensor *duet_nn_upsample2x(duet_graph *g, duet_tensor *x);
+duet_tensor *duet_nn_avgpool2x(duet_graph *g, duet_tensor *x);
+/* t: f32 [N] */
+duet_tensor *duet_nn_timestep_embedding(duet_graph *g, duet_tensor *t, int64_t dim,
+                                        float max_period);
+duet_tensor *duet_nn_mse(duet_graph *g, duet_tensor *a, duet_tensor *b);
+/* along dim 1 */
+duet_tensor *duet_nn_concat(duet_graph *g, duet_tensor *a, duet_tensor *b);
+/* swap the last two dims */
+duet_tensor *duet_nn_transpose(duet_graph *g, duet_tensor *x);
+/* same data, new shape (numel must match) */
+duet_tensor *duet_nn_reshape(duet_graph *g, duet_tensor *x, int ndim, const int64_t *shape);
+
+/* ======================================================================== */
+/* Training primitives                                                       */
+/* ======================================================================== */
+
+typedef struct duet_adamw {
+    float beta1, beta2, eps, weight_decay;
+    int64_t step;        /* number of steps taken (bias correction uses step+1) */
+    int nparams;
+    float **m, **v;      /* one moment buffer per parameter (owned) */
+} duet_adamw;
+
+/* Defaults: beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0.01. */
+duet_status duet_adamw_init(duet_adamw *opt, duet_tensor **params, int nparams, float beta1,
+                            float beta2, float eps, float weight_decay);
+void duet_adamw_free(duet_adamw *opt);
+/* One AdamW step (decoupled decay, bias correction) with learning rate lr.
+ * Parameters with requires_grad == 0 or no grad are skipped; a parameter whose
+ * name starts with "nodecay:" ... see duet_adamw_set_decay. */
+void duet_adamw_step(duet_adamw *opt, duet_tensor **params, int nparams, float lr);
+/* Per-parameter weight-decay mask (1 = decay, default all 1). */
+void duet_adamw_set_decay(duet_adamw *opt, int index, int decay);
+/* Scales all grads so their global L2 norm is at most max_norm (if > 0);
+ * returns the norm before clipping. */
+float duet_clip_grad_norm(duet_tensor **params, int nparams, float max_norm);
+/* Multiplies every grad by s (gradient accumulation: 1/accum_steps). */
+void duet_scale_grads(duet_tensor **params, int nparams, float s);
+
+typedef enum duet_lr_schedule {
+    DUET_LR_CONSTANT = 0,
+    DUET_LR_WARMUP_COSINE,
+    DUET_LR_SCHEDULE_COUNT
+} duet_lr_schedule;
+/* lr at `step` (0-based): linear warmup over `warmup` steps, then constant or
+ * cosine decay from max_lr to min_lr at total_steps. */
+float duet_lr_at(duet_lr_schedule s, int64_t step, int64_t warmup, int64_t total_steps,
+                 float max_lr, float min_lr);
+const char *duet_lr_schedule_name(duet_lr_schedule s);
+int duet_lr_schedule_from_name(const char *name);
+
+/* EMA of weights: ema = decay * ema + (1 - decay) * param. */
+void duet_ema_update(float *ema, const float *param, int64_t n, float decay);
+
+/* ======================================================================== */
+/* safetensors                                                               */
+/* ======================================================================== */
+
+/* A safetensors file, memory-mapped. Tensor data is zero-copy into the map;
+ * it stays valid until duet_st_close. */
+typedef struct duet_st duet_st;
+
+/* Validates the header fully (length, JSON, dtypes, shapes, offsets in range,
+ * no overlaps, no gaps). Errors name the file and the field. */
+duet_st *duet_st_open(const char *path);
+void duet_st_close(duet_st *st);
+int duet_st_count(const duet_st *st);
+/* i-th tensor in file order: name, dtype, shape, data pointer (into the map). */
+const char *duet_st_name(const duet_st *st, int i);
+/* Fills a tensor view (data points into the map); -1 when the name is absent. */
+int duet_st_find(const duet_st *st, const char *name);
+duet_status duet_st_tensor(const duet_st *st, int i, duet_tensor *out);
+/* Value of a __metadata__ key, or NULL. */
+const char *duet_st_meta(const duet_st *st, const char *key);
+int duet_st_meta_count(const duet_st *st);
+const char *duet_st_meta_key(const duet_st *st, int i);
+/* Copies tensor `name` into dst (n elements of f32), converting from
+ * f32/f16/bf16; checks shape numel == n. */
+duet_status duet_st_read_f32(const duet_st *st, const char *name, float *dst, int64_t n);
+
+/* Writer: collect tensors and metadata, then write atomically (temporary
+ * file in the same folder, fsync, rename, fsync of the folder). Data is not
+ * copied: the pointers must stay valid until duet_st_writer_write returns. */
+typedef struct duet_st_writer duet_st_writer;
+duet_st_writer *duet_st_writer_new(void);
+void duet_st_writer_free(duet_st_writer *w);
+duet_status duet_st_writer_add(duet_st_writer *w, const char *name, duet_dtype dtype, int ndim,
+                               const int64_t *shape, const void *data);
+duet_status duet_st_writer_meta(duet_st_writer *w, const char *key, const char *value);
+duet_status duet_st_writer_write(duet_st_writer *w, const char *path);
+
+/* Atomic whole-file write (tmp + fsync + rename + dir fsync). */
+duet_status duet_write_file_atomic(const char *path, const void *data, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DUET_H */

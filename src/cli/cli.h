@@ -1,0 +1,68 @@
+/*
+ * cli.h — shared helpers for the duet command-line tool: argument parsing,
+ * progress bars, exit codes. One file per subcommand (src/cli/cmd_*.c).
+ */
+#ifndef DUET_CLI_H
+#define DUET_CLI_H
+
+#include "duet.h"
+
+#include <stdint.h>
+
+/* Exit codes (documented in `duet --help`). */
+enum {
+    EXIT_OK_ = 0,
+    EXIT_FAIL = 1,     /* the work failed (bad data, out of memory, ...) */
+    EXIT_USAGE = 2,    /* bad command line */
+    EXIT_IO = 3,       /* a file could not be read or written */
+    EXIT_FORMAT = 4,   /* a file is malformed or of the wrong kind */
+    EXIT_INTERRUPTED = 130,
+};
+
+/* Maps a library status to an exit code. */
+int cli_exit_code(duet_status s);
+/* Prints "duet <cmd>: error: <msg>" to stderr (printf-style). */
+void cli_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ---- option parsing: "--name value", "--name=value", "-n value", flags ---- */
+typedef enum { OPT_FLAG, OPT_STR, OPT_INT, OPT_FLOAT, OPT_I64 } cli_opt_kind;
+typedef struct cli_opt {
+    const char *name;   /* long name without dashes, e.g. "steps" */
+    char short_name;    /* or 0 */
+    cli_opt_kind kind;
+    void *dest;         /* int* for FLAG/INT, const char** for STR, float*, int64_t* */
+    const char *help;
+    int seen;           /* set by the parser */
+} cli_opt;
+
+/* Parses argv[1..] (argv[0] is the subcommand). Positional arguments are
+ * collected into pos (up to max_pos). Returns 0, or prints a clear error and
+ * returns EXIT_USAGE for unknown flags, missing values or bad numbers.
+ * "--help"/"-h" prints usage and returns -1. "--threads N" is always known. */
+int cli_parse(const char *cmd, const char *usage, int argc, char **argv, cli_opt *opts,
+              int nopts, const char **pos, int max_pos, int *npos);
+void cli_print_usage(const char *cmd, const char *usage, const cli_opt *opts, int nopts);
+
+/* ---- progress bar with ETA on stderr (only redraws on a TTY, else prints a
+ * line every ~10%, so logs stay readable) ---- */
+typedef struct cli_progress {
+    const char *label;
+    int64_t total;
+    double t0, last_draw;
+    int tty;
+    int last_decile;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *label, int64_t total);
+/* `extra` is appended after the bar (e.g. "loss 2.31 | 1840 tok/s"). */
+void cli_progress_update(cli_progress *p, int64_t done, const char *extra);
+void cli_progress_end(cli_progress *p);
+double cli_now(void); /* monotonic seconds */
+
+/* Subcommands: int cmd_<name>(int argc, char **argv) with argv[0] = name. */
+int cmd_version(int argc, char **argv);
+
+#endif

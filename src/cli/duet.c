@@ -1,0 +1,51 @@
+/*
+ * duet.c — the command-line entry: dispatches `duet <subcommand>`.
+ */
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"version", cmd_version, "version, compiler, CPU features, kernels, threads"},
+};
+#define NCOMMANDS ((int)(sizeof commands / sizeof *commands))
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "duet %s — storytellers and painters: language models and diffusion models in C\n\n"
+            "usage: duet <command> [options]   (duet <command> --help for its options)\n\n"
+            "commands:\n",
+            DUET_VERSION);
+    for (int i = 0; i < NCOMMANDS; i++) fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].help);
+    fprintf(f,
+            "\nenvironment:\n"
+            "  DUET_THREADS     threads (default: all cores); --threads N overrides\n"
+            "  DUET_ISA         force a kernel set: scalar, avx2, avx512\n"
+            "\nexit codes: 0 ok, 1 failure, 2 bad command line, 3 file I/O, 4 malformed file\n");
+}
+
+int main(int argc, char **argv) {
+    duet_init();
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) cmd = "version";
+    for (int i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, cmd) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "duet: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+}

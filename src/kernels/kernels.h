@@ -1,0 +1,46 @@
+/*
+ * kernels.h — the dispatch table of hot loops. Each entry has a scalar
+ * reference (kernels_scalar.c / gemm_ref.c) and may have AVX2 / AVX-512
+ * versions (files *_avx2.c, *_avx512.c, compiled with ISA flags). duet_init()
+ * fills duet_k from CPUID; duet_kernel_force() switches it for tests.
+ *
+ * Row kernels are single-threaded over the rows they are given; callers split
+ * rows across threads.
+ */
+#ifndef DUET_KERNELS_H
+#define DUET_KERNELS_H
+
+#include "duet.h"
+
+typedef void (*duet_sgemm_fn)(int transA, int transB, int64_t M, int64_t N, int64_t K,
+                              float alpha, const float *A, int64_t lda, const float *B,
+                              int64_t ldb, float beta, float *C, int64_t ldc);
+
+typedef struct duet_kernels {
+    const char *isa;
+    /* threaded GEMM (row-major, see duet_sgemm) */
+    duet_sgemm_fn sgemm;
+    /* out[r,:] = softmax(inp[r,:]) for N rows of C */
+    void (*softmax_rows)(float *out, const float *inp, int64_t N, int64_t C);
+    /* LayerNorm of N rows; mean/rstd may be NULL; weight/bias may be NULL */
+    void (*layernorm_rows)(float *out, float *mean, float *rstd, const float *inp,
+                           const float *weight, const float *bias, int64_t N, int64_t C,
+                           float eps);
+    /* RMSNorm of N rows; rstd may be NULL */
+    void (*rmsnorm_rows)(float *out, float *rstd, const float *inp, const float *weight,
+                         int64_t N, int64_t C, float eps);
+    float (*dot)(const float *a, const float *b, int64_t n);
+    /* y += a * x */
+    void (*axpy)(float *y, float a, const float *x, int64_t n);
+} duet_kernels;
+
+extern duet_kernels duet_k;
+
+/* Kernel sets; a NULL entry in an ISA set falls back to the scalar one. */
+extern const duet_kernels duet_kernels_scalar;
+#if defined(__x86_64__)
+extern const duet_kernels duet_kernels_avx2;
+extern const duet_kernels duet_kernels_avx512;
+#endif
+
+#endif
