@@ -23,8 +23,13 @@ WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
            -Wdouble-promotion -Wno-unused-parameter -Wvla -Wformat=2
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fopenmp -fPIC -Iinclude -Isrc
 LDLIBS  += -lm -lz -fopenmp
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 ARCH    := $(shell uname -m)
 
+ifeq ($(SAN),1)
+CFLAGS  += $(SAN_FLAGS)
+LDFLAGS += $(SAN_FLAGS)
+endif
 ifeq ($(NATIVE),1)
 CFLAGS  += -march=native
 endif
@@ -33,7 +38,6 @@ CFLAGS  += -DDUET_OPENBLAS
 LDLIBS  += -lopenblas
 endif
 
-SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 LIB_SRC := $(filter-out src/cli/%,$(wildcard src/*/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
@@ -92,7 +96,7 @@ test: deps all $(TEST_BIN)
 	@BUILD=$(BUILD) sh tests/run_all.sh $(TEST_BIN)
 
 asan:
-	$(MAKE) BUILD=build-asan OPT="-O1" CFLAGS="$(SAN_FLAGS)" LDFLAGS="$(SAN_FLAGS)" test
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN=1 test
 
 bench: all $(BENCH_BIN)
 	@echo "benchmarks built in $(BUILD)/bench; run bench/run.sh (quiet machine please)"
