@@ -612,6 +612,26 @@ duet_status duet_st_writer_write(duet_st_writer *w, const char *path);
 /* Atomic whole-file write (tmp + fsync + rename + dir fsync). */
 duet_status duet_write_file_atomic(const char *path, const void *data, size_t size);
 
+/* ======================================================================== */
+/* JSON (small DOM parser used by formats; see src/formats/json.h)           */
+/* ======================================================================== */
+/* @section json — the safetensors helper owns this section */
+
+/* ======================================================================== */
+/* Tokenizer                                                                 */
+/* ======================================================================== */
+/* @section tokenizer — the tokenizer helper owns this section */
+
+/* ======================================================================== */
+/* Data: IDX (MNIST-style), images, text corpora                            */
+/* ======================================================================== */
+/* @section data — the data helper owns this section */
+
+/* ======================================================================== */
+/* Storyteller: transformer language model                                   */
+/* ======================================================================== */
+/* @section transformer — the transformer helper owns this section */
+
 #ifdef __cplusplus
 }
 #endif
