@@ -539,15 +539,17 @@ typedef struct duet_adamw {
     int64_t step;        /* number of steps taken (bias correction uses step+1) */
     int nparams;
     float **m, **v;      /* one moment buffer per parameter (owned) */
+    unsigned char *decay; /* per-parameter weight-decay mask, 1 = decay (owned) */
 } duet_adamw;
 
 /* Defaults: beta1 0.9, beta2 0.999, eps 1e-8, weight_decay 0.01. */
 duet_status duet_adamw_init(duet_adamw *opt, duet_tensor **params, int nparams, float beta1,
                             float beta2, float eps, float weight_decay);
 void duet_adamw_free(duet_adamw *opt);
-/* One AdamW step (decoupled decay, bias correction) with learning rate lr.
- * Parameters with requires_grad == 0 or no grad are skipped; a parameter whose
- * name starts with "nodecay:" ... see duet_adamw_set_decay. */
+/* One AdamW step (decoupled decay, bias correction) with learning rate lr,
+ * the arithmetic of torch.optim.AdamW(foreach=False). Parameters with
+ * requires_grad == 0 or no grad are skipped; parameters whose decay mask is 0
+ * (duet_adamw_set_decay) get no weight decay. */
 void duet_adamw_step(duet_adamw *opt, duet_tensor **params, int nparams, float lr);
 /* Per-parameter weight-decay mask (1 = decay, default all 1). */
 void duet_adamw_set_decay(duet_adamw *opt, int index, int decay);
@@ -562,8 +564,10 @@ typedef enum duet_lr_schedule {
     DUET_LR_WARMUP_COSINE,
     DUET_LR_SCHEDULE_COUNT
 } duet_lr_schedule;
-/* lr at `step` (0-based): linear warmup over `warmup` steps, then constant or
- * cosine decay from max_lr to min_lr at total_steps. */
+/* lr at `step` (0-based). Warmup (step < warmup): max_lr * (step+1) / warmup.
+ * Then DUET_LR_CONSTANT stays at max_lr; DUET_LR_WARMUP_COSINE is
+ * min_lr + 0.5 * (max_lr - min_lr) * (1 + cos(pi * progress)) with
+ * progress = (step - warmup) / (total_steps - warmup) clamped to [0, 1]. */
 float duet_lr_at(duet_lr_schedule s, int64_t step, int64_t warmup, int64_t total_steps,
                  float max_lr, float min_lr);
 const char *duet_lr_schedule_name(duet_lr_schedule s);
@@ -626,6 +630,101 @@ duet_status duet_write_file_atomic(const char *path, const void *data, size_t si
 /* Data: IDX (MNIST-style), images, text corpora                            */
 /* ======================================================================== */
 /* @section data — the data helper owns this section */
+
+/* ======================================================================== */
+/* Diffusion: noise schedules and samplers                                   */
+/* ======================================================================== */
+
+/* Variance-preserving diffusion with T discrete training steps:
+ *   x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps.
+ * Refs: Ho et al. 2020 (DDPM, linear betas 1e-4..0.02), Nichol & Dhariwal 2021
+ * (cosine, s = 0.008, betas clipped at 0.999), Song et al. 2021 (DDIM),
+ * Karras et al. 2022 (Euler in sigma = sqrt((1-abar)/abar) space),
+ * Lu et al. 2022 (DPM-Solver++ 2M). */
+typedef enum duet_beta_schedule {
+    DUET_SCHEDULE_LINEAR = 0,
+    DUET_SCHEDULE_COSINE,
+    DUET_SCHEDULE_COUNT
+} duet_beta_schedule;
+const char *duet_beta_schedule_name(duet_beta_schedule s);
+int duet_beta_schedule_from_name(const char *name);
+
+typedef enum duet_diffusion_sampler {
+    DUET_SAMPLER_DDPM = 0,   /* ancestral, posterior of the skipped-step chain */
+    DUET_SAMPLER_DDIM,       /* eta in [0, 1]; eta = 0 deterministic */
+    DUET_SAMPLER_EULER,
+    DUET_SAMPLER_EULER_A,    /* Euler ancestral */
+    DUET_SAMPLER_DPMPP_2M,   /* DPM-Solver++(2M) */
+    DUET_SAMPLER_COUNT
+} duet_diffusion_sampler;
+/* "ddpm", "ddim", "euler", "euler-a", "dpmpp-2m" */
+const char *duet_diffusion_sampler_name(duet_diffusion_sampler s);
+int duet_diffusion_sampler_from_name(const char *name);
+
+#define DUET_DIFFUSION_MAX_T 4096
+typedef struct duet_schedule {
+    duet_beta_schedule kind;
+    int T;
+    double betas[DUET_DIFFUSION_MAX_T];
+    double abar[DUET_DIFFUSION_MAX_T];   /* alphas_cumprod */
+} duet_schedule;
+
+duet_status duet_schedule_init(duet_schedule *s, duet_beta_schedule kind, int T);
+/* Sampling timesteps: `steps` integers from T-1 down to 0, evenly spaced
+ * (round(linspace(T-1, 0, steps))); steps in [1, T]. */
+duet_status duet_schedule_timesteps(const duet_schedule *s, int steps, int *out);
+
+/* Training helpers, n elements:
+ *   x_t = sqrt(abar_t) x0 + sqrt(1-abar_t) eps
+ *   v   = sqrt(abar_t) eps - sqrt(1-abar_t) x0 */
+void duet_diffusion_q_sample(float *xt, const float *x0, const float *eps, double abar, int64_t n);
+void duet_diffusion_v_target(float *v, const float *x0, const float *eps, double abar, int64_t n);
+/* eps from a v prediction: eps = sqrt(abar) v + sqrt(1-abar) x_t */
+void duet_diffusion_v_to_eps(float *eps, const float *v, const float *xt, double abar, int64_t n);
+/* classifier-free guidance: out = unc + w (cond - unc) */
+void duet_cfg_combine(float *out, const float *cond, const float *unc, float w, int64_t n);
+
+/* The denoiser: given x_t (VP space, n floats, all samples of the batch) and
+ * the timestep t, write the predicted noise eps (n floats). */
+typedef duet_status (*duet_denoise_fn)(void *ctx, const float *xt, int t, float *eps);
+/* Called after each step with the current x (VP space) and the predicted x_0. */
+typedef void (*duet_trajectory_fn)(void *ctx, int step, int steps, int t, const float *x,
+                                   const float *x0);
+
+typedef struct duet_diffusion_params {
+    duet_diffusion_sampler sampler;
+    int steps;          /* default 50 */
+    float eta;          /* DDIM eta, default 0 */
+    int clip_x0;        /* clamp predicted x_0 to [-1, 1] (default 1) */
+    uint64_t seed;      /* noise seed (initial noise and ancestral noise) */
+} duet_diffusion_params;
+void duet_diffusion_params_init(duet_diffusion_params *p);
+
+/* Runs the whole reverse process. x: n floats; on entry ignored (the initial
+ * noise is drawn from seed), on return the sample x_0. scratch: at least
+ * duet_diffusion_scratch_floats(n) floats. */
+int64_t duet_diffusion_scratch_floats(int64_t n);
+duet_status duet_diffusion_sample(const duet_schedule *s, const duet_diffusion_params *p,
+                                  float *x, int64_t n, float *scratch, duet_denoise_fn denoise,
+                                  void *ctx, duet_trajectory_fn traj, void *traj_ctx);
+
+/* One step of each sampler on fixed inputs (the pieces duet_diffusion_sample
+ * uses; exposed for tests and custom loops). t_prev < 0 means the final step
+ * (abar_prev = 1). noise may be NULL for deterministic samplers.
+ * ddpm/ddim work on VP-space x; x0 receives the predicted x_0. */
+void duet_ddpm_step(float *x_prev, float *x0, const float *x, const float *eps, double abar_t,
+                    double abar_prev, const float *noise, int clip_x0, int64_t n);
+void duet_ddim_step(float *x_prev, float *x0, const float *x, const float *eps, double abar_t,
+                    double abar_prev, float eta, const float *noise, int clip_x0, int64_t n);
+/* k-diffusion space: x_k = x_vp * sqrt(1 + sigma^2), denoised = x_k - sigma*eps.
+ * sigma_next == 0 is the final step. */
+void duet_euler_step(float *x_k, const float *denoised, double sigma, double sigma_next,
+                     int64_t n);
+void duet_euler_a_step(float *x_k, const float *denoised, double sigma, double sigma_next,
+                       const float *noise, int64_t n);
+/* old_denoised may be NULL (first step); h_last = t_cur - t_prev of the step before. */
+void duet_dpmpp_2m_step(float *x_k, const float *denoised, const float *old_denoised,
+                        double sigma, double sigma_next, double sigma_prev, int64_t n);
 
 /* ======================================================================== */
 /* Storyteller: transformer language model                                   */
