@@ -626,6 +626,141 @@ duet_status duet_write_file_atomic(const char *path, const void *data, size_t si
 /* ======================================================================== */
 /* @section tokenizer — the tokenizer helper owns this section */
 
+/* Byte-level BPE (GPT-2 style), trained here or loaded from a Hugging Face
+ * tokenizer.json (ByteLevel pre-tokenizer + BPE model).
+ *
+ *  - Pre-tokenization follows GPT-2's pattern
+ *      's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ *    with byte classes, so it is defined for any bytes: letters = ASCII
+ *    letters and every byte >= 0x80, numbers = ASCII digits, whitespace =
+ *    space \t \n \v \f \r, everything else (NUL included) is "other". On ASCII
+ *    text this equals Hugging Face's ByteLevel pre-tokenizer; non-ASCII
+ *    punctuation, digits and spaces count as letters here.
+ *  - Merges never cross pre-token boundaries.
+ *  - Ids of a trained or byte tokenizer: 0..255 are the bytes in byte order
+ *    (id b = byte b), then one id per merge in merge order, then
+ *    <|endoftext|> (BOS and EOS) and <|pad|>. Loaded files keep their ids.
+ *  - tokenizer.json vocab strings use Hugging Face's bytes_to_unicode
+ *    alphabet, so the files load in `tokenizers` and vice versa.
+ *  - Encoding then decoding gives back exactly the input bytes, for any
+ *    bytes (invalid UTF-8 and NUL included).
+ * A tokenizer is immutable after construction: encode/decode from several
+ * threads at once is safe. */
+typedef struct duet_tokenizer duet_tokenizer;
+
+/* Flags for duet_tokenizer_encode. */
+enum {
+    DUET_TOK_ADD_BOS = 1u << 0,  /* prepend the BOS id (<|endoftext|>) */
+    DUET_TOK_ADD_EOS = 1u << 1,  /* append the EOS id (<|endoftext|>) */
+    DUET_TOK_SPECIALS = 1u << 2, /* text "<|endoftext|>" etc. becomes the special id;
+                                  * without it, special text is encoded as plain bytes */
+};
+
+/* The pure byte tokenizer: 256 byte ids + <|endoftext|> (256) + <|pad|> (257). */
+duet_tokenizer *duet_tokenizer_new_bytes(void);
+
+typedef struct duet_tokenizer_train_params {
+    int64_t min_frequency; /* stop when the best pair occurs fewer times (default 2) */
+    /* Called every few merges and at the end (may be NULL). */
+    void (*progress)(void *ud, int64_t merges_done, int64_t merges_total);
+    void *progress_ud;
+} duet_tokenizer_train_params;
+void duet_tokenizer_train_params_default(duet_tokenizer_train_params *p);
+
+/* Trains on text[0..len) until the vocabulary has vocab_size ids in all
+ * (256 bytes + merges + 2 specials), or no pair is left that occurs
+ * min_frequency times. Each step merges the pair of adjacent ids with the
+ * highest count over all pre-tokens (weighted by how often each pre-token
+ * occurs); ties go to the smallest (left id, right id). In a pre-token the
+ * occurrences are merged left to right without overlap. params may be NULL
+ * (defaults). vocab_size < 258 or an empty text is DUET_ERR_ARG. */
+duet_tokenizer *duet_tokenizer_train(const char *text, int64_t len, int64_t vocab_size,
+                                     const duet_tokenizer_train_params *params);
+
+/* Loads a Hugging Face tokenizer.json with a byte-level BPE model: vocab
+ * (strings in the bytes_to_unicode alphabet), merges ("a b" strings or
+ * ["a", "b"] pairs), added_tokens (specials). Errors name the file and field. */
+duet_tokenizer *duet_tokenizer_load(const char *path);
+/* Writes the tokenizer.json layout Hugging Face writes (atomic write). */
+duet_status duet_tokenizer_save(const duet_tokenizer *t, const char *path);
+void duet_tokenizer_free(duet_tokenizer *t);
+
+int64_t duet_tokenizer_vocab_size(const duet_tokenizer *t);
+int64_t duet_tokenizer_n_merges(const duet_tokenizer *t);
+/* Special ids, -1 when the tokenizer has none (loaded files). bos == eos. */
+int32_t duet_tokenizer_bos(const duet_tokenizer *t);
+int32_t duet_tokenizer_eos(const duet_tokenizer *t);
+int32_t duet_tokenizer_pad(const duet_tokenizer *t);
+
+/* Encodes text[0..len) with DUET_TOK_* flags. Writes at most cap ids and
+ * returns how many the whole text needs (never more than len + 2), so a
+ * return value > cap means "call again with a bigger buffer". Returns -1
+ * (DUET_ERR_NOMEM) only when scratch memory cannot be had. */
+int64_t duet_tokenizer_encode(const duet_tokenizer *t, const char *text, int64_t len, unsigned flags,
+                              int32_t *ids, int64_t cap);
+/* The bytes of one token (for streaming), special tokens as their text
+ * ("<|endoftext|>"). Copies at most cap bytes (no NUL added) and returns the
+ * token's length, or -1 for an id out of range. */
+int64_t duet_tokenizer_decode_one(const duet_tokenizer *t, int32_t id, char *buf, int64_t cap);
+/* Concatenated bytes of ids[0..n): copies at most cap bytes and returns the
+ * total length, or -1 (with an error naming the position) for a bad id. */
+int64_t duet_tokenizer_decode(const duet_tokenizer *t, const int32_t *ids, int64_t n, char *buf,
+                              int64_t cap);
+/* Id of the token whose bytes are exactly bytes[0..len), or -1. */
+int32_t duet_tokenizer_token_to_id(const duet_tokenizer *t, const char *bytes, int64_t len);
+/* The token's bytes (owned by the tokenizer, NUL-terminated for
+ * convenience; *len gets the length, NULs included) or NULL when out of range. */
+const char *duet_tokenizer_id_to_token(const duet_tokenizer *t, int32_t id, int64_t *len);
+
+/* ---- Next-token sampler ----
+ * Order of the filters on one row of logits:
+ *   1. repetition penalty on every distinct id among the last repeat_last_n
+ *      recent ids (llama.cpp: logit > 0 is divided by it, otherwise multiplied);
+ *   2. temperature: logits / temperature (0 = greedy: argmax, lowest id on ties);
+ *   3. softmax; top_k: keep the k most likely (ties: lower id first);
+ *   4. top_p: keep the most likely ids, in order, up to and including the
+ *      first at which their (renormalised) cumulative probability >= top_p;
+ *   5. min_p: keep ids with p >= min_p * (largest p);
+ *   6. renormalise and draw with one counter-based uniform (duet_rng).
+ * The same seed and the same inputs give the same sequence of choices. */
+typedef struct duet_sampler_params {
+    float temperature;     /* 1.0; 0 = greedy */
+    int64_t top_k;         /* 0 = off */
+    float top_p;           /* 1.0 = off */
+    float min_p;           /* 0 = off */
+    float repeat_penalty;  /* 1.0 = off */
+    int64_t repeat_last_n; /* 64: how many of the recent ids the penalty looks at */
+    uint64_t seed;         /* 0 */
+} duet_sampler_params;
+void duet_sampler_params_default(duet_sampler_params *p);
+
+/* What a draw saw, for --show-probs: the chosen id's probability in the
+ * distribution it was drawn from (for greedy: softmax of the penalised
+ * logits), and the most likely candidates of that distribution. */
+#define DUET_SAMPLE_TOP_MAX 16
+typedef struct duet_sample_info {
+    float prob;
+    int n_top; /* filled entries of top_id/top_prob, most likely first */
+    int32_t top_id[DUET_SAMPLE_TOP_MAX];
+    float top_prob[DUET_SAMPLE_TOP_MAX];
+} duet_sample_info;
+
+typedef struct duet_sampler duet_sampler;
+/* Buffers are sized by V here; sampling allocates nothing. Bad parameters
+ * (temperature < 0, top_p outside (0, 1], ...) give NULL + DUET_ERR_ARG. */
+duet_sampler *duet_sampler_new(int64_t V, const duet_sampler_params *p);
+void duet_sampler_free(duet_sampler *s);
+/* Restarts the random stream (seed, offset 0). */
+void duet_sampler_reset(duet_sampler *s, uint64_t seed);
+/* Draws the next id from logits[V]. recent[0..n_recent) are the ids so far
+ * (oldest first; NULL when n_recent is 0). info may be NULL. */
+int32_t duet_sampler_sample(duet_sampler *s, const float *logits, const int32_t *recent,
+                            int64_t n_recent, duet_sample_info *info);
+/* The distribution sample() would draw from, into probs[V] (0 for filtered
+ * ids); for greedy a one-hot at the argmax. Draws no random number. */
+void duet_sampler_probs(duet_sampler *s, const float *logits, const int32_t *recent,
+                        int64_t n_recent, float *probs);
+
 /* ======================================================================== */
 /* Data: IDX (MNIST-style), images, text corpora                            */
 /* ======================================================================== */
@@ -671,7 +806,7 @@ typedef struct duet_schedule {
 
 duet_status duet_schedule_init(duet_schedule *s, duet_beta_schedule kind, int T);
 /* Sampling timesteps: `steps` integers from T-1 down to 0, evenly spaced
- * (round(linspace(T-1, 0, steps))); steps in [1, T]. */
+ * (floor(linspace(T-1, 0, steps) + 0.5)); steps in [1, T]. */
 duet_status duet_schedule_timesteps(const duet_schedule *s, int steps, int *out);
 
 /* Training helpers, n elements:
@@ -730,6 +865,125 @@ void duet_dpmpp_2m_step(float *x_k, const float *denoised, const float *old_deno
 /* Storyteller: transformer language model                                   */
 /* ======================================================================== */
 /* @section transformer — the transformer helper owns this section */
+
+/* Two families, chosen by config (src/models/transformer.c):
+ *  - gpt2:  learned positions, LayerNorm (with bias), GELU-tanh MLP with
+ *           biases, biased q/k/v/o projections, tied input/output embedding.
+ *  - llama: RMSNorm, RoPE on adjacent pairs (neox = 0, the Meta / GGUF
+ *           order, so a GGUF export is a plain copy of wq/wk), SwiGLU MLP,
+ *           grouped-query attention, untied output, no biases.
+ *
+ * Tensor names in checkpoints (safetensors, f32), Meta-llama style for both:
+ *   tok_embeddings.weight [V,C]        pos_embeddings.weight [T,C] (gpt2)
+ *   layers.N.attention_norm.weight [C] (.bias gpt2)
+ *   layers.N.attention.wq.weight [NH*HS,C]   .wk/.wv [NKV*HS,C]   .wo [C,NH*HS]
+ *                                      (each with .bias [rows] for gpt2)
+ *   layers.N.ffn_norm.weight [C]       (.bias gpt2)
+ *   layers.N.feed_forward.w1.weight [H,C]  w2 [C,H]  w3 [H,C] (llama: gate,
+ *      down, up; gpt2: w1 = fc and w2 = proj, with biases, no w3)
+ *   norm.weight [C] (.bias gpt2)       output.weight [V,C] (untied only)
+ * __metadata__: duet.kind = "storyteller", duet.format = "1", duet.arch,
+ *   duet.vocab, duet.ctx, duet.dim, duet.layers, duet.heads, duet.kv_heads,
+ *   duet.hidden, duet.norm_eps, duet.rope_theta, duet.tied, duet.rope =
+ *   "adjacent", and duet.tokenizer (the tokenizer JSON, so a model file is
+ *   self-contained). */
+
+typedef enum duet_tf_arch {
+    DUET_TF_ARCH_GPT2 = 0,
+    DUET_TF_ARCH_LLAMA,
+    DUET_TF_ARCH_COUNT
+} duet_tf_arch;
+
+const char *duet_tf_arch_name(duet_tf_arch a);   /* "gpt2", "llama" */
+int duet_tf_arch_from_name(const char *name);    /* -1 when unknown */
+
+typedef struct duet_tf_params {
+    duet_tf_arch arch;
+    int64_t vocab;      /* V */
+    int64_t ctx;        /* T: longest sequence (learned positions, KV cache) */
+    int64_t dim;        /* C */
+    int64_t layers;     /* L */
+    int64_t heads;      /* NH (head size HS = C / NH) */
+    int64_t kv_heads;   /* NKV, divides NH (gpt2: usually NH) */
+    int64_t hidden;     /* MLP width; 0 = default (gpt2 4C; llama 8C/3 rounded up to 32) */
+    float norm_eps;     /* 1e-5 */
+    float rope_theta;   /* 10000 (llama) */
+    int tied;           /* output projection shares tok_embeddings (gpt2 1, llama 0) */
+} duet_tf_params;
+
+/* Defaults for an arch: V 512, T 256, C 384, L 6, NH 6, NKV 6, eps 1e-5,
+ * theta 10000, tied per arch. */
+void duet_tf_params_default(duet_tf_params *p, duet_tf_arch arch);
+/* Checks sizes fit together; the message names the field and what to do. */
+duet_status duet_tf_params_check(const duet_tf_params *p);
+
+/* The model: one block of parameters, one block of gradients, a KV cache
+ * for sampling. Opaque. */
+typedef struct duet_tf duet_tf;
+
+/* A fresh model, GPT-2 style init from `seed`: weights N(0, 0.02), residual
+ * projections (wo, w2) N(0, 0.02/sqrt(2L)), biases 0, norm weights 1.
+ * NULL on failure (bad params or out of memory). */
+duet_tf *duet_tf_new(const duet_tf_params *p, uint64_t seed);
+void duet_tf_free(duet_tf *m);
+/* The model's config (hidden filled in). */
+const duet_tf_params *duet_tf_config(const duet_tf *m);
+/* The parameter tensors in checkpoint order (data and grad point into the
+ * model's two blocks; names are the checkpoint names). Usable directly with
+ * duet_adamw_* and duet_clip_grad_norm. Owned by the model. */
+duet_tensor **duet_tf_params_list(duet_tf *m, int *n);
+/* Parameter tensor by name, or NULL. */
+duet_tensor *duet_tf_find(duet_tf *m, const char *name);
+/* Total number of parameters (floats). */
+int64_t duet_tf_numel(const duet_tf *m);
+/* Zeroes all gradients (one memset). */
+void duet_tf_zero_grad(duet_tf *m);
+/* 1 for parameters AdamW should decay (matrices and embeddings), 0 for
+ * biases and norm weights. */
+int duet_tf_param_decays(const duet_tensor *t);
+
+/* Forward of B sequences of T tokens (T <= ctx) at positions 0..T-1 on the
+ * graph g (recorded for backward when g is training). ids, targets: i32
+ * [B*T], caller-owned, valid until g is reset; ids are checked against V.
+ * Returns the mean cross-entropy (scalar) when targets != NULL, else the
+ * logits; *logits (may be NULL) receives the logits [B,T,V].
+ * NULL on failure (duet_graph_status(g) has the message). */
+duet_tensor *duet_tf_forward(duet_tf *m, duet_graph *g, const int32_t *ids,
+                             const int32_t *targets, int64_t B, int64_t T,
+                             duet_tensor **logits);
+
+/* Sampling with the KV cache (batch 1, f32 k and v per layer [ctx,NKV,HS]).
+ * duet_tf_feed appends n tokens at the cache position and writes the
+ * logits: of the last token ([V]) or, with all != 0, of all n ([n,V]).
+ * A long prompt is processed in one batch. When the window would pass ctx
+ * tokens the cache SLIDES: it keeps the most recent ctx/2 tokens (or the
+ * last ctx when the new chunk alone is longer than ctx/2), re-encodes them
+ * from position 0 and continues; logits are then those of a fresh forward
+ * over that window (with all != 0, only its last min(n, window) rows are
+ * meaningful). Nothing is allocated per token after the first call. */
+duet_status duet_tf_feed(duet_tf *m, const int32_t *ids, int64_t n, float *logits, int all);
+/* Empties the KV cache. */
+void duet_tf_reset(duet_tf *m);
+/* Tokens in the KV cache. */
+int64_t duet_tf_pos(const duet_tf *m);
+
+/* Checkpoints (written atomically). extra_meta: nextra (key, value) pairs
+ * as 2*nextra strings, may be NULL; tokenizer_json may be NULL. */
+duet_status duet_tf_save(const duet_tf *m, const char *path, const char *tokenizer_json,
+                         const char *const *extra_meta, int nextra);
+/* Loads a storyteller checkpoint; refuses files of another kind, arch or
+ * format, with shapes that do not match the config, or truncated. When
+ * tokenizer_json != NULL it receives a copy of duet.tokenizer (duet_free it)
+ * or NULL when the file has none. NULL on failure (duet_last_error). */
+duet_tf *duet_tf_load(const char *path, char **tokenizer_json);
+/* Optimizer state ("<out>.optim.safetensors"): m.<name>, v.<name> for every
+ * parameter, duet.kind = "storyteller-optim", duet.adam_step, plus extra
+ * metadata (the trainer's step, data position, rng state). */
+duet_status duet_tf_save_optim(const duet_tf *m, const duet_adamw *opt, const char *path,
+                               const char *const *extra_meta, int nextra);
+/* Restores m/v and the step into opt (initialised with duet_adamw_init on
+ * this model's parameters). Checks kind and every shape. */
+duet_status duet_tf_load_optim(duet_tf *m, duet_adamw *opt, const char *path);
 
 #ifdef __cplusplus
 }

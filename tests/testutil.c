@@ -36,7 +36,7 @@ static int close_impl(const char *what, const float *got, const float *wantf,
         int bad = !(err <= tol); /* NaN counts as bad */
         if (bad) {
             nbad++;
-            double excess = isnan(err) ? INFINITY : err / (tol > 0 ? tol : 1e-300);
+            double excess = isnan(err) ? (double)INFINITY : err / (tol > 0 ? tol : 1e-300);
             if (worst < 0 || excess > worst_excess) worst = i, worst_excess = excess;
         }
     }
@@ -232,6 +232,6 @@ void t_fill_uniform(float *x, int64_t n, uint64_t seed, float lo, float hi) {
 
 double t_dot_d(const float *out, const float *r, int64_t n) {
     double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)out[i] * r[i];
+    for (int64_t i = 0; i < n; i++) s += (double)out[i] * (double)r[i];
     return s;
 }

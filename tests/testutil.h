@@ -32,7 +32,7 @@ int t_close_d(const char *what, const float *got, const double *want, int64_t n,
 /* Prints the summary line and returns the exit status. */
 int t_done(void);
 
-/* ---- fixtures: files written by tests/ref/*.py (tests/ref/fixture.py) ---- */
+/* ---- fixtures: files written by the scripts in tests/ref (fixture.py) ---- */
 /* Layout: "DUETFIX1", u32 count, then per array: u32 name length, name,
  * u32 dtype (0 f32, 1 i32, 2 f64), u32 ndim, i64 shape[ndim], raw LE data. */
 typedef struct t_fix t_fix;
