@@ -766,6 +766,206 @@ void duet_sampler_probs(duet_sampler *s, const float *logits, const int32_t *rec
 /* ======================================================================== */
 /* @section data — the data helper owns this section */
 
+/* ---- image datasets: u8 pixels [N, C, H, W], labels, class names ---- */
+
+/* Images in memory. Every array is owned; duet_dataset_free frees them. */
+typedef struct duet_dataset {
+    int64_t n, c, h, w;   /* images [n, c, h, w] */
+    uint8_t *pixels;      /* (n, c, h, w) u8, 0 = black */
+    int32_t *labels;      /* (n) in [0, nclasses), or NULL when unlabelled */
+    int nclasses;         /* 0 when unlabelled */
+    char **class_names;   /* (nclasses) NUL-terminated names, or NULL */
+} duet_dataset;
+
+/* Frees the arrays and zeroes the struct (NULL ok). */
+void duet_dataset_free(duet_dataset *d);
+/* Images idx[0..count) as f32 dst [count, C, H, W] scaled to [-1, 1]
+ * (x / 127.5 - 1), their labels into labels (may be NULL; -1 when the set is
+ * unlabelled). Indices are checked: DUET_ERR_ARG when one is out of range. */
+duet_status duet_dataset_batch_f32(const duet_dataset *d, const int64_t *idx, int64_t count,
+                                   float *dst, int32_t *labels);
+/* dst[i] = src[i] / 127.5 - 1 for n values. */
+void duet_u8_to_unit(float *dst, const uint8_t *src, int64_t n);
+/* The class index of `name`, compared case-insensitively on letters and
+ * digits only ("T-Shirt", "tshirt", "ankle boot", "Ankle-Boot" all match),
+ * or a decimal index "0".."nclasses-1". -1 when unknown. */
+int duet_dataset_class_index(const duet_dataset *d, const char *name);
+
+/* ---- IDX files (the MNIST layout), gzip'd or plain ---- */
+
+/* An unsigned-byte IDX array. */
+typedef struct duet_idx {
+    int ndim;                      /* 1..DUET_MAX_DIMS */
+    int64_t dims[DUET_MAX_DIMS];
+    uint8_t *data;                 /* size = prod(dims) bytes (owned) */
+    int64_t size;
+} duet_idx;
+
+/* Reads an IDX file with u8 data (magic 0x00 0x00 0x08 ndim; ndim big-endian
+ * u32 dims; then exactly prod(dims) bytes), through zlib so .gz and plain
+ * files both work. Errors are DUET_ERR_IO (cannot open) or DUET_ERR_FORMAT
+ * naming the file and field: magic, data type, ndim, a zero dim, dims product
+ * overflow, truncated data, extra bytes after the data, a corrupt gzip stream.
+ * Never allocates more than the data actually present. */
+duet_status duet_idx_read(const char *path, duet_idx *out);
+void duet_idx_free(duet_idx *x);
+/* images: IDX [N, H, W] (magic 0x00000803); labels: IDX [N] (0x00000801) or
+ * NULL. Labels must match N. nclasses = max label + 1; class_names are "0",
+ * "1", ... (Fashion-MNIST's loader replaces them). */
+duet_status duet_dataset_load_idx(const char *images_path, const char *labels_path,
+                                  duet_dataset *out);
+
+/* Fashion-MNIST as Debian's dataset-fashion-mnist installs it. */
+#define DUET_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+#define DUET_FASHION_MNIST_CLASSES 10
+
+typedef enum duet_split {
+    DUET_SPLIT_TRAIN = 0, /* 60000 images */
+    DUET_SPLIT_TEST,      /* 10000 images */
+    DUET_SPLIT_COUNT
+} duet_split;
+const char *duet_split_name(duet_split s);   /* "train", "test" */
+int duet_split_from_name(const char *name);  /* -1 when unknown */
+
+/* Loads {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz from dir (NULL =
+ * DUET_FASHION_MNIST_DIR) as [N, 1, 28, 28] with labels and the ten class
+ * names. A missing file says to install dataset-fashion-mnist (tools/deps.sh). */
+duet_status duet_fashion_mnist_load(const char *dir, duet_split split, duet_dataset *out);
+/* "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+ * "sneaker", "bag", "ankle boot"; NULL when i is out of range. */
+const char *duet_fashion_mnist_class_name(int i);
+/* Same matching rules as duet_dataset_class_index; -1 when unknown. */
+int duet_fashion_mnist_class_from_name(const char *name);
+
+/* ---- folders of images (PNG, JPEG; also BMP, GIF first frame, PNM) ---- */
+
+typedef struct duet_image_folder_params {
+    int64_t size;   /* output side S: center-crop to a square, resize to S x S (default 32) */
+    int channels;   /* 1 (gray) or 3 (RGB): every image is converted to this (default 3) */
+    int classes;    /* -1 (default): one class per sub-folder when sub-folders hold
+                     * images, else unlabelled; 0: only the folder's own files,
+                     * unlabelled; 1: sub-folders required */
+} duet_image_folder_params;
+void duet_image_folder_params_default(duet_image_folder_params *p);
+
+/* Loads every image of dir (in name order; with classes, class names are the
+ * sub-folder names, sorted, and images go class by class). Files that are not
+ * images (by content) are skipped and counted in *nskipped (may be NULL);
+ * hidden files are ignored. Errors: no images at all (DUET_ERR_FORMAT), a
+ * file that looks like an image (by content or by a .png/.jpg/.jpeg/.bmp/.gif/
+ * .pgm/.ppm extension) but does not decode (DUET_ERR_FORMAT naming the file).
+ * Gray conversion is ITU-R 601-2 luma (PIL's convert("L")); alpha is dropped. */
+duet_status duet_image_folder_load(const char *dir, const duet_image_folder_params *p,
+                                   duet_dataset *out, int64_t *nskipped);
+
+/* One image file as u8 [H, W, channels]. channels 1 or 3 converts as above;
+ * 0 keeps the file's own (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA). *pixels is
+ * freed with duet_free. *channels_out may be NULL. */
+duet_status duet_image_load(const char *path, int channels, uint8_t **pixels, int64_t *w,
+                            int64_t *h, int *channels_out);
+
+/* Resizes planes src [C, H, W] to dst [C, OH, OW], each axis on its own:
+ *  - shrinking: area average — output pixel i averages the input interval
+ *    [i*H/OH, (i+1)*H/OH), partly covered pixels weighted by their overlap;
+ *  - growing: bilinear with half-pixel centers and clamped edges (PyTorch's
+ *    interpolate(mode="bilinear", align_corners=False));
+ *  - equal: copied.
+ * Allocates its weight tables and one [C, OH, W] scratch (DUET_ERR_NOMEM). */
+duet_status duet_image_resize(float *dst, int64_t OH, int64_t OW, const float *src, int64_t C,
+                              int64_t H, int64_t W);
+
+/* ---- pictures out: PNG and animated GIF writers ---- */
+
+/* One image f32 src [C, H, W] in [-1, 1] to u8 dst [H, W, C] (interleaved, as
+ * PNG and GIF want it): round((x + 1) * 127.5) clamped to 0..255; NaN -> 0. */
+void duet_image_to_u8(uint8_t *dst, const float *src, int64_t C, int64_t H, int64_t W);
+/* Size of a rows x cols grid of H x W images with `border` pixels around and
+ * between them: gh = rows*H + (rows+1)*border, gw = cols*W + (cols+1)*border. */
+void duet_image_grid_size(int64_t rows, int64_t cols, int64_t H, int64_t W, int64_t border,
+                          int64_t *gh, int64_t *gw);
+/* Lays images f32 [N, C, H, W] in [-1, 1] out row by row on a rows x cols grid
+ * (N <= rows*cols; cells without an image and the borders are border_value)
+ * into dst u8 [gh, gw, C]. Sample grids use border 2; a trajectory strip is
+ * rows = 1. */
+void duet_image_grid(uint8_t *dst, const float *images, int64_t N, int64_t C, int64_t H,
+                     int64_t W, int64_t rows, int64_t cols, int64_t border,
+                     uint8_t border_value);
+
+/* Encodes u8 pixels [H, W, channels] (1 gray, 3 RGB; 8 bits) as a PNG in
+ * memory (zlib deflate, no interlace, filter chosen per row) with one tEXt
+ * chunk per key/value pair: text = {key0, value0, key1, value1, ...}, ntext
+ * pairs (keys 1..79 printable Latin-1 characters, no leading, trailing or
+ * double spaces; values any text without NUL — DUET_ERR_ARG otherwise).
+ * *out is freed with duet_free. */
+duet_status duet_png_encode(const uint8_t *pixels, int64_t w, int64_t h, int channels,
+                            const char *const *text, int ntext, uint8_t **out, size_t *out_size);
+/* duet_png_encode, then duet_write_file_atomic. */
+duet_status duet_png_write(const char *path, const uint8_t *pixels, int64_t w, int64_t h,
+                           int channels, const char *const *text, int ntext);
+
+/* An animated GIF89a built in memory: w x h, channels 1 (a 256-entry gray
+ * palette, exact) or 3 (a fixed 6x6x6 colour cube: each of r, g, b rounded to
+ * the nearest of 0, 51, ..., 255). Loops forever (NETSCAPE2.0). */
+typedef struct duet_gif duet_gif;
+duet_gif *duet_gif_new(int64_t w, int64_t h, int channels);
+void duet_gif_free(duet_gif *g);
+/* Appends frame u8 [H, W, channels], shown for delay_cs hundredths of a second
+ * (0..65535; browsers treat values below 2 as 10). */
+duet_status duet_gif_add_frame(duet_gif *g, const uint8_t *pixels, int delay_cs);
+int64_t duet_gif_frames(const duet_gif *g);
+/* The finished file (valid until the next add_frame or free); DUET_ERR_ARG
+ * when there are no frames. */
+duet_status duet_gif_bytes(duet_gif *g, const uint8_t **data, size_t *size);
+/* duet_gif_bytes, then duet_write_file_atomic. */
+duet_status duet_gif_write(duet_gif *g, const char *path);
+
+/* ---- text corpora ---- */
+
+/* A corpus in memory: one file (memory-mapped, read-only) or every regular,
+ * non-hidden file of a folder read in byte-wise name order and concatenated
+ * as they are (no separators added). */
+typedef struct duet_corpus {
+    const uint8_t *data;  /* size bytes */
+    int64_t size;
+    int64_t nfiles;
+    int mapped_;          /* internal: 1 when data is an mmap */
+} duet_corpus;
+/* DUET_ERR_IO when path cannot be read; DUET_ERR_FORMAT when the corpus is
+ * empty (an empty file, or a folder without non-empty files). */
+duet_status duet_corpus_load(const char *path, duet_corpus *out);
+void duet_corpus_free(duet_corpus *c);
+
+/* Builds duet's King James training text from the output of Debian's
+ * `bible -f Genesis1:1-Revelation22:21` (one verse a line, "Ge1:1 In the
+ * beginning ..."). Layout, one book after another:
+ *
+ *     Genesis
+ *
+ *     1:1 In the beginning God created the heaven and the earth.
+ *     1:2 And the earth was without form, ...
+ *     ...
+ *                                  (blank line between books)
+ *     Exodus
+ *
+ * Verses stay one per line so the model learns the verse as its unit; the
+ * chapter:verse numbers are kept (they are how the text is read and cost ~4%
+ * of the bytes) while the book name is a heading instead of a prefix repeated
+ * on 31102 lines. Every line must parse and the 66 books come in canon order,
+ * else DUET_ERR_FORMAT naming the line. *out (NUL-terminated) is freed with
+ * duet_free; *nverses may be NULL. */
+duet_status duet_text_kjv(const char *src, size_t n, char **out, size_t *out_size,
+                          int64_t *nverses);
+/* Builds a fortunes text from a fortune folder (Debian: /usr/share/games/
+ * fortunes): every regular file in name order, skipping .dat indexes,
+ * symbolic links (the .u8 aliases), hidden files and any sub-folder (the
+ * offensive set lives in off/). Entries are split at "%" lines and written
+ * separated by one blank line; inside an entry blank lines are dropped,
+ * backspace overstrikes keep the visible character, tabs become spaces (8-column
+ * stops), trailing spaces and other control characters are removed, and
+ * invalid UTF-8 bytes are dropped. DUET_ERR_FORMAT when no entries are found. */
+duet_status duet_text_fortunes(const char *dir, char **out, size_t *out_size, int64_t *nentries,
+                               int64_t *nfiles);
+
 /* ======================================================================== */
 /* Diffusion: noise schedules and samplers                                   */
 /* ======================================================================== */
@@ -860,6 +1060,68 @@ void duet_euler_a_step(float *x_k, const float *denoised, double sigma, double s
 /* old_denoised may be NULL (first step); h_last = t_cur - t_prev of the step before. */
 void duet_dpmpp_2m_step(float *x_k, const float *denoised, const float *old_denoised,
                         double sigma, double sigma_next, double sigma_prev, int64_t n);
+
+/* ======================================================================== */
+/* Painter: UNet denoiser                                                    */
+/* ======================================================================== */
+
+/* The DDPM-style UNet: conv_in, per level `res_blocks` ResBlocks (GroupNorm,
+ * SiLU, conv3x3, timestep+class embedding added per channel, dropout,
+ * conv3x3, 1x1 skip when widths differ), self-attention at chosen levels,
+ * stride-2 conv downsampling; a middle ResBlock-Attention-ResBlock; the
+ * mirrored up path with skip concatenation and nearest x2 + conv3x3
+ * upsampling; GroupNorm, SiLU, conv_out. Class label `num_classes` is the
+ * "no class" embedding used for classifier-free guidance. */
+#define DUET_UNET_MAX_LEVELS 4
+typedef struct duet_unet_config {
+    int in_channels;     /* 1 (gray) or 3 (RGB) */
+    int image_size;      /* H = W */
+    int channels;        /* base width */
+    int nlevels;         /* number of entries in mults */
+    int mults[DUET_UNET_MAX_LEVELS];
+    int res_blocks;      /* ResBlocks per level on the way down */
+    unsigned attn_levels;/* bit i: attention after ResBlocks of level i */
+    int heads;           /* attention heads */
+    int groups;          /* GroupNorm groups */
+    int num_classes;     /* 0 = unconditional */
+    float dropout;
+    int predict_v;       /* 0: eps prediction, 1: v prediction */
+    duet_beta_schedule schedule;
+    int T;               /* training timesteps */
+} duet_unet_config;
+
+/* 28x28 gray, channels 32, mults 1,2,2, 2 res blocks, attention at level 2,
+ * 4 heads, 8 groups, 10 classes, dropout 0.1, eps, cosine, T 1000. */
+void duet_unet_config_default(duet_unet_config *c);
+/* Checks sizes fit together (divisibility by groups, heads, 2^levels...). */
+duet_status duet_unet_config_check(const duet_unet_config *c);
+
+typedef struct duet_unet duet_unet;
+/* New model with PyTorch-default initialisation from `seed` (final convs
+ * zeroed, as in DDPM). NULL on failure. */
+duet_unet *duet_unet_new(const duet_unet_config *c, uint64_t seed);
+void duet_unet_free(duet_unet *u);
+const duet_unet_config *duet_unet_get_config(const duet_unet *u);
+int duet_unet_nparams(const duet_unet *u);
+/* Parameter tensors (named, e.g. "down.0.res.1.conv1.weight"); owned by u. */
+duet_tensor **duet_unet_params(duet_unet *u);
+int64_t duet_unet_numel(const duet_unet *u);
+duet_tensor *duet_unet_param(duet_unet *u, const char *name);
+
+/* Forward: x f32 [N, C, H, W], t f32 [N] (timesteps), labels i32 [N] or
+ * NULL (all "no class"). Returns the prediction [N, C, H, W] (eps or v). */
+duet_tensor *duet_unet_forward(duet_unet *u, duet_graph *g, duet_tensor *x, duet_tensor *t,
+                               duet_tensor *labels, duet_rng *dropout_rng);
+
+/* Checkpoint: safetensors with the config (and class names, when given) in
+ * __metadata__ ("duet.kind" = "painter"). */
+duet_status duet_unet_save(duet_unet *u, const char *path, const char *const *class_names,
+                           int extra_meta_count, const char *const *extra_meta);
+/* Loads a painter checkpoint; refuses other kinds with a clear message. */
+duet_unet *duet_unet_load(const char *path);
+/* Copies weights from a checkpoint into an existing model of the same config
+ * (e.g. the raw weights from an optimizer-state file). */
+duet_status duet_unet_load_weights(duet_unet *u, const duet_st *st, const char *prefix);
 
 /* ======================================================================== */
 /* Storyteller: transformer language model                                   */
