@@ -136,6 +136,33 @@ done:
     t_fix_free(f);
 }
 
+/* ==== eps and betas that matter: eps 1e-3 against grads ~1e-3 ==== */
+
+static void test_adamw_eps(void) {
+    t_fix *f = t_fix_load("optim.bin");
+    if (!f) return;
+    const float *h = t_fix_f32(f, "e_hyper", NULL);
+    const float *want = t_fix_f32(f, "e_final", NULL);
+    duet_tensor *e = param_from(f, "e_init");
+    if (h && want && e) {
+        duet_adamw opt;
+        duet_adamw_init(&opt, &e, 1, h[0], h[1], h[2], h[3]);
+        for (int s = 0; s < 5; s++) {
+            char name[32];
+            snprintf(name, sizeof name, "e_grad%d", s);
+            const float *g = t_fix_f32(f, name, NULL);
+            if (!g) break;
+            memcpy(e->grad, g, 20 * sizeof(float));
+            duet_adamw_step(&opt, &e, 1, h[4]);
+        }
+        t_close("AdamW with eps 1e-3, betas (0.8, 0.95), 5 steps", (const float *)e->data, want,
+                20, 1e-6, 1e-7);
+        duet_adamw_free(&opt);
+    }
+    duet_param_free(e);
+    t_fix_free(f);
+}
+
 /* ==== the decay mask: decay on vs off differs by exactly the decay term ==== */
 
 static void test_decay_mask(void) {
@@ -339,6 +366,7 @@ static void test_init_errors(void) {
 int main(void) {
     duet_init();
     test_adamw_torch();
+    test_adamw_eps();
     test_decay_mask();
     test_adamw_threads();
     test_schedule();

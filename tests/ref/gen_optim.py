@@ -9,6 +9,8 @@ optim.bin
     the warmup + cosine schedule below. Saved: initial params, the grads of
     every step, the norm clip_grad_norm_ returned, the params after every
     step, and the final exp_avg / exp_avg_sq.
+  * a 5-step AdamW run with eps = 1e-3 on grads ~1e-3 and betas (0.8, 0.95),
+    where eps and the betas change the result visibly.
   * the warmup + cosine / constant schedule (written here from its
     definition in double) for several configurations.
 
@@ -87,6 +89,22 @@ out["frozen"] = frozen.detach()
 out["lr"] = np.array(lrs, dtype=np.float32)
 out["norm"] = np.array(norms, dtype=np.float32)
 out["hyper"] = np.array([BETA1, BETA2, EPS, WD, MAX_NORM], dtype=np.float32)
+
+# a second run where eps matters (grads ~1e-3, eps 1e-3) and the betas are
+# not the defaults: catches eps added in the wrong place or betas swapped
+E_BETAS, E_EPS, E_WD, E_LR = (f32(0.8), f32(0.95)), f32(1e-3), f32(0.01), f32(0.05)
+e = torch.randn(20)
+out["e_init"] = e.clone()
+e.requires_grad_(True)
+eopt = torch.optim.AdamW([e], lr=E_LR, betas=E_BETAS, eps=E_EPS, weight_decay=E_WD,
+                         foreach=False)
+for s in range(5):
+    g = torch.randn(20) * 1e-3
+    out[f"e_grad{s}"] = g.clone()
+    e.grad = g
+    eopt.step()
+out["e_final"] = e.detach().clone()
+out["e_hyper"] = np.array([E_BETAS[0], E_BETAS[1], E_EPS, E_WD, E_LR], dtype=np.float32)
 
 # schedule table: rows of (kind, warmup, total, max_lr, min_lr) x steps 0..59
 configs = [(1, 5, 50, 1e-3, 1e-4), (1, 0, 40, 3e-4, 0.0), (0, 3, 100, 2e-3, 0.0),
