@@ -1123,6 +1123,16 @@ duet_unet *duet_unet_load(const char *path);
  * (e.g. the raw weights from an optimizer-state file). */
 duet_status duet_unet_load_weights(duet_unet *u, const duet_st *st, const char *prefix);
 
+/* Draws n images of classes labels[n] (num_classes = no class; labels NULL =
+ * all unconditional) with classifier-free guidance: eps = eps_uncond +
+ * cfg * (eps_cond - eps_uncond); the conditional and unconditional passes run
+ * as one batch of 2n. cfg = 1 skips the unconditional pass. out: [n, C, H, W]
+ * in [-1, 1]. traj (may be NULL) sees every step. The initial noise comes
+ * from p->seed. */
+duet_status duet_unet_sample(duet_unet *u, const int32_t *labels, int64_t n,
+                             const duet_diffusion_params *p, float cfg, float *out,
+                             duet_trajectory_fn traj, void *traj_ctx);
+
 /* ======================================================================== */
 /* Storyteller: transformer language model                                   */
 /* ======================================================================== */
