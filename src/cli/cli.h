@@ -64,5 +64,6 @@ double cli_now(void); /* monotonic seconds */
 
 /* Subcommands: int cmd_<name>(int argc, char **argv) with argv[0] = name. */
 int cmd_version(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
 
 #endif
