@@ -7,7 +7,8 @@
  * twice the first (the += rule); central finite differences of every
  * backward; then each tape op (duet_nn_*) + duet_graph_backward against the
  * same reference, the wrappers' error paths, and bitwise determinism across
- * thread counts 1 and 2.
+ * thread counts 1 and 2. Ops on dispatched kernels run under every kernel set
+ * the CPU supports.
  */
 #include "testutil.h"
 
@@ -956,6 +957,22 @@ static void test_determinism(void) {
 
 int main(void) {
     duet_init();
+    /* the ops that call dispatched kernels (sgemm, row kernels), under every
+     * other kernel set this CPU runs, then everything under the default */
+    char isa[16];
+    snprintf(isa, sizeof isa, "%s", duet_kernel_isa());
+    static const char *const sets[] = {"scalar", "avx2", "avx512"};
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(sets[i], isa) == 0 || duet_kernel_force(sets[i]) != DUET_OK) continue;
+        test_linear();
+        test_bmm();
+        test_layernorm();
+        test_rmsnorm();
+        test_groupnorm();
+        test_softmax();
+        test_cross_entropy();
+    }
+    duet_kernel_force(isa);
     test_linear();
     test_bmm();
     test_layernorm();
