@@ -212,3 +212,28 @@ void cli_progress_update(cli_progress *p, int64_t done, const char *extra) {
 void cli_progress_end(cli_progress *p) {
     if (p->tty) fputc('\n', stderr);
 }
+
+/* ---- built-in models ---- */
+
+const char *cli_default_model(const char *file, char *buf, size_t size) {
+    const char *env = getenv("DUET_MODELS");
+    if (env && *env) {
+        snprintf(buf, size, "%s/%s", env, file);
+        if (access(buf, R_OK) == 0) return buf;
+    }
+    snprintf(buf, size, "models/%s", file);
+    if (access(buf, R_OK) == 0) return buf;
+    char exe[1024];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, size, "%s/../models/%s", exe, file);
+            if (access(buf, R_OK) == 0) return buf;
+        }
+    }
+    snprintf(buf, size, "models/%s", file);
+    return NULL;
+}

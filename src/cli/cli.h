@@ -62,6 +62,11 @@ void cli_progress_update(cli_progress *p, int64_t done, const char *extra);
 void cli_progress_end(cli_progress *p);
 double cli_now(void); /* monotonic seconds */
 
+/* Finds a built-in model file (e.g. "painter.safetensors"): $DUET_MODELS/,
+ * ./models/, then <folder of the duet binary>/../models/. Returns buf, or
+ * NULL when none exists (buf then holds "models/<file>" for messages). */
+const char *cli_default_model(const char *file, char *buf, size_t size);
+
 /* Subcommands: int cmd_<name>(int argc, char **argv) with argv[0] = name. */
 int cmd_version(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
