@@ -110,3 +110,9 @@ fixtures:
 
 clean:
 	rm -rf build build-asan
+
+# Training texts from Debian packages (bible-kjv, bible-kjv-text, fortunes):
+# data/kjv.txt (one verse a line under book headings) and data/fortunes.txt.
+data: deps all
+	./$(BUILD)/duet data kjv --out data/kjv.txt
+	./$(BUILD)/duet data fortunes --out data/fortunes.txt

@@ -70,5 +70,6 @@ const char *cli_default_model(const char *file, char *buf, size_t size);
 /* Subcommands: int cmd_<name>(int argc, char **argv) with argv[0] = name. */
 int cmd_version(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 #endif

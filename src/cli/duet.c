@@ -15,6 +15,7 @@ typedef struct {
 static const command commands[] = {
     {"version", cmd_version, "version, compiler, CPU features, kernels, threads"},
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE; encode and decode text"},
+    {"data", cmd_data, "build training texts (kjv, fortunes); preview image datasets"},
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof *commands))
 
