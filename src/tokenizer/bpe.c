@@ -17,6 +17,7 @@
  */
 #include "core/internal.h"
 #include "formats/json.h"
+#include "tokenizer/bpe.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -74,6 +75,11 @@ static int64_t pretok_end(const unsigned char *s, int64_t n, int64_t p) {
     while (r < n && g_class[s[r]] == CL_SPACE) r++;
     if (r == n || r - p == 1) return r;
     return r - 1;
+}
+
+int64_t duet_bpe_pretoken_end(const unsigned char *s, int64_t n, int64_t p) {
+    class_init();
+    return pretok_end(s, n, p);
 }
 
 /* ======================================================================== */
@@ -310,6 +316,15 @@ int64_t duet_tokenizer_n_merges(const duet_tokenizer *t) { return t->n_merges; }
 int32_t duet_tokenizer_bos(const duet_tokenizer *t) { return t->bos; }
 int32_t duet_tokenizer_eos(const duet_tokenizer *t) { return t->eos; }
 int32_t duet_tokenizer_pad(const duet_tokenizer *t) { return t->pad; }
+
+int duet_bpe_merge(const duet_tokenizer *t, int64_t rank, int32_t *left, int32_t *right,
+                   int32_t *out) {
+    if (rank < 0 || rank >= t->n_merges) return 0;
+    *left = t->merge_left[rank];
+    *right = t->merge_right[rank];
+    *out = t->merge_out[rank];
+    return 1;
+}
 
 int32_t duet_tokenizer_token_to_id(const duet_tokenizer *t, const char *bytes, int64_t len) {
     if (len < 0 || (len > 0 && !bytes)) return -1;
