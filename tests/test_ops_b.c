@@ -916,9 +916,9 @@ static const th_buf TH_BUFS[TH_COUNT] = {
     [TH_ATT_OUT] = {"attention out", 2 * 40 * 4 * 16}, [TH_ATT_ATT] = {"attention att", 2 * 4 * 40 * 48},
     [TH_DQ] = {"attention dq", 2 * 40 * 4 * 16},      [TH_DK] = {"attention dk", 2 * 48 * 2 * 16},
     [TH_DV] = {"attention dv", 2 * 48 * 2 * 16},      [TH_ROPE] = {"rope out", 4 * 64 * 8 * 32},
-    [TH_ROPE_D] = {"rope dx", 4 * 64 * 8 * 32},       [TH_CONV] = {"conv out", 2 * 16 * 12 * 12},
-    [TH_CONV_DX] = {"conv dx", 2 * 8 * 24 * 24},      [TH_CONV_DW] = {"conv dw", 16 * 8 * 9},
-    [TH_CONV_DB] = {"conv db", 16},                  [TH_UP] = {"upsample out", 4 * 8 * 48 * 48},
+    [TH_ROPE_D] = {"rope dx", 4 * 64 * 8 * 32},       [TH_CONV] = {"conv out", 2 * 32 * 32 * 32},
+    [TH_CONV_DX] = {"conv dx", 2 * 16 * 32 * 32},     [TH_CONV_DW] = {"conv dw", 32 * 16 * 9},
+    [TH_CONV_DB] = {"conv db", 32},                  [TH_UP] = {"upsample out", 4 * 8 * 48 * 48},
     [TH_UP_D] = {"upsample dx", 4 * 8 * 24 * 24},    [TH_POOL] = {"avgpool out", 4 * 8 * 24 * 24},
     [TH_POOL_D] = {"avgpool dx", 4 * 8 * 48 * 48},   [TH_DROP] = {"dropout out", 50000},
     [TH_TR] = {"transpose out", 4 * 96 * 130},       [TH_TR_D] = {"transpose dx", 4 * 96 * 130},
@@ -941,15 +941,16 @@ static void run_all_ops(float **o) {
     duet_rope_forward(o[TH_ROPE], x, 4, 64, 8, 32, 100, 10000.0f, 0);
     duet_rope_backward(o[TH_ROPE_D], x, 4, 64, 8, 32, 100, 10000.0f, 1);
     free(x);
-    /* conv 3x3 stride 2 pad 1: [2, 8, 24, 24] -> [2, 16, 12, 12] */
-    const int64_t nx = 2 * 8 * 24 * 24, nw = 16 * 8 * 9, no = 2 * 16 * 12 * 12;
-    float *cx = fnew(nx, 0), *cw = fnew(nw, 0), *cb = fnew(16, 0), *cr = fnew(no, 0);
+    /* conv 3x3 pad 1: [2, 16, 32, 32] -> [2, 32, 32, 32]; big enough that
+     * im2col, col2im, the bias sum and the GEMMs all run threaded */
+    const int64_t nx = 2 * 16 * 32 * 32, nw = 32 * 16 * 9, no = 2 * 32 * 32 * 32;
+    float *cx = fnew(nx, 0), *cw = fnew(nw, 0), *cb = fnew(32, 0), *cr = fnew(no, 0);
     t_fill_uniform(cx, nx, 26, -1, 1), t_fill_uniform(cw, nw, 27, -1, 1);
-    t_fill_uniform(cb, 16, 28, -1, 1), t_fill_uniform(cr, no, 29, -1, 1);
-    float *scr = fnew(duet_conv2d_scratch_floats(8, 24, 24, 3, 2, 1), 0);
-    duet_conv2d_forward(o[TH_CONV], cx, cw, cb, scr, 2, 8, 24, 24, 16, 3, 2, 1);
-    duet_conv2d_backward(o[TH_CONV_DX], o[TH_CONV_DW], o[TH_CONV_DB], cr, cx, cw, scr, 2, 8, 24, 24,
-                         16, 3, 2, 1);
+    t_fill_uniform(cb, 32, 28, -1, 1), t_fill_uniform(cr, no, 29, -1, 1);
+    float *scr = fnew(duet_conv2d_scratch_floats(16, 32, 32, 3, 1, 1), 0);
+    duet_conv2d_forward(o[TH_CONV], cx, cw, cb, scr, 2, 16, 32, 32, 32, 3, 1, 1);
+    duet_conv2d_backward(o[TH_CONV_DX], o[TH_CONV_DW], o[TH_CONV_DB], cr, cx, cw, scr, 2, 16, 32,
+                         32, 32, 3, 1, 1);
     free(cx), free(cw), free(cb), free(cr), free(scr);
     /* upsample / avgpool on [4, 8, 24, 24] and [4, 8, 48, 48] */
     const int64_t ns = 4 * 8 * 24 * 24, nl = 4 * ns;
