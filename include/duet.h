@@ -1133,6 +1133,76 @@ duet_status duet_unet_sample(duet_unet *u, const int32_t *labels, int64_t n,
                              const duet_diffusion_params *p, float cfg, float *out,
                              duet_trajectory_fn traj, void *traj_ctx);
 
+/* ---- The judge: a small image classifier and the Frechet distance ----
+ * For `duet eval image` (src/models/classifier.c): a CNN from the tape ops
+ * that labels images and gives a feature vector per image, and the Frechet
+ * distance between Gaussian fits of two feature sets (FID-style, with these
+ * features instead of Inception's). Network (S = image_size, F = features):
+ *   conv3x3 C->W, GN(8), SiLU             [N, W, S, S]      (W = width)
+ *   conv3x3 s2 W->2W, GN(8), SiLU         [N, 2W, S/2, S/2]
+ *   conv3x3 s2 2W->2W, GN(8), SiLU        [N, 2W, S/4, S/4]
+ *   flatten, linear -> F = the features   [N, F]
+ *   SiLU, linear F -> classes = logits    [N, classes]
+ * Checkpoint: safetensors, duet.kind = "classifier", config in metadata. */
+typedef struct duet_classifier_config {
+    int in_channels;  /* 1 or 3 */
+    int image_size;   /* S, a multiple of 4 */
+    int num_classes;
+    int features;     /* F */
+    int width;        /* W, a multiple of 8 */
+} duet_classifier_config;
+/* 1 channel, 28 x 28, 10 classes, 128 features, width 32 (Fashion-MNIST). */
+void duet_classifier_config_default(duet_classifier_config *c);
+typedef struct duet_classifier duet_classifier;
+/* PyTorch-default initialisation from seed; NULL on a bad config or no memory. */
+duet_classifier *duet_classifier_new(const duet_classifier_config *c, uint64_t seed);
+void duet_classifier_free(duet_classifier *m);
+const duet_classifier_config *duet_classifier_get_config(const duet_classifier *m);
+/* Parameter tensors (owned by m); *n gets their count. */
+duet_tensor **duet_classifier_params(duet_classifier *m, int *n);
+/* x f32 [N, C, S, S] in [-1, 1] -> logits [N, classes]; *features (may be
+ * NULL) gets the [N, F] feature tensor. NULL on error (graph status). */
+duet_tensor *duet_classifier_forward(duet_classifier *m, duet_graph *g, duet_tensor *x,
+                                     duet_tensor **features);
+/* Inference over n images x [n, C, S, S] in batches: predicted labels [n]
+ * and/or features [n, F] (either may be NULL). */
+duet_status duet_classifier_predict(duet_classifier *m, const float *x, int64_t n,
+                                    int32_t *labels, float *features);
+typedef struct duet_classifier_train_params {
+    int64_t steps;       /* optimizer steps (default 1000) */
+    int64_t batch;       /* 128 */
+    float lr;            /* peak AdamW lr, warmup then cosine to lr/10 (2e-3) */
+    float weight_decay;  /* 0.01 */
+    uint64_t seed;       /* shuffling (each epoch a fresh permutation) */
+    /* called after every step (may be NULL) */
+    void (*progress)(void *ud, int64_t step, int64_t total, float loss);
+    void *progress_ud;
+} duet_classifier_train_params;
+void duet_classifier_train_params_default(duet_classifier_train_params *p);
+/* Trains on a labelled data set whose images match the config (channels,
+ * size; labels < num_classes); DUET_ERR_ARG otherwise. */
+duet_status duet_classifier_train(duet_classifier *m, const duet_dataset *train,
+                                  const duet_classifier_train_params *p);
+/* Atomic write; class_names (num_classes strings) may be NULL. */
+duet_status duet_classifier_save(const duet_classifier *m, const char *path,
+                                 const char *const *class_names);
+/* Refuses files of another kind, shapes that do not match the metadata. */
+duet_classifier *duet_classifier_load(const char *path);
+
+/* Mean [d] and unbiased covariance [d, d] of n >= 2 rows feat [n, d], in double. */
+duet_status duet_feature_stats(const float *feat, int64_t n, int64_t d, double *mean,
+                               double *cov);
+/* Eigen-decomposition of the symmetric a [n, n] (cyclic Jacobi in double; a is
+ * read only): evals [n] ascending; evecs [n, n] (may be NULL) holds the unit
+ * eigenvectors as columns, in the same order. */
+duet_status duet_sym_eigen(const double *a, int64_t n, double *evals, double *evecs);
+/* Frechet distance between N(mu1, s1) and N(mu2, s2), d dimensions:
+ *   |mu1 - mu2|^2 + tr s1 + tr s2 - 2 tr sqrt(sqrt(s1) s2 sqrt(s1)),
+ * with the symmetric form of the matrix square root (two eigen-decompositions);
+ * round-off negative eigenvalues count as 0. */
+duet_status duet_frechet_distance(const double *mu1, const double *s1, const double *mu2,
+                                  const double *s2, int64_t d, double *out);
+
 /* ======================================================================== */
 /* Storyteller: transformer language model                                   */
 /* ======================================================================== */
