@@ -729,7 +729,7 @@ typedef struct duet_sampler_params {
     float top_p;           /* 1.0 = off */
     float min_p;           /* 0 = off */
     float repeat_penalty;  /* 1.0 = off */
-    int64_t repeat_last_n; /* 64: how many of the recent ids the penalty looks at */
+    int64_t repeat_last_n; /* 64: how many recent ids the penalty looks at (-1 all, 0 off) */
     uint64_t seed;         /* 0 */
 } duet_sampler_params;
 void duet_sampler_params_default(duet_sampler_params *p);
@@ -850,8 +850,9 @@ void duet_image_folder_params_default(duet_image_folder_params *p);
 
 /* Loads every image of dir (in name order; with classes, class names are the
  * sub-folder names, sorted, and images go class by class). Files that are not
- * images (by content) are skipped and counted in *nskipped (may be NULL);
- * hidden files are ignored. Errors: no images at all (DUET_ERR_FORMAT), a
+ * images (by content), and with classes the files beside the class folders,
+ * are skipped and counted in *nskipped (may be NULL); hidden files and
+ * folders below the class folders are ignored. Errors: no images at all (DUET_ERR_FORMAT), a
  * file that looks like an image (by content or by a .png/.jpg/.jpeg/.bmp/.gif/
  * .pgm/.ppm extension) but does not decode (DUET_ERR_FORMAT naming the file).
  * Gray conversion is ITU-R 601-2 luma (PIL's convert("L")); alpha is dropped. */
@@ -927,7 +928,7 @@ duet_status duet_gif_write(duet_gif *g, const char *path);
 typedef struct duet_corpus {
     const uint8_t *data;  /* size bytes */
     int64_t size;
-    int64_t nfiles;
+    int64_t nfiles;       /* files read (empty ones included) */
     int mapped_;          /* internal: 1 when data is an mmap */
 } duet_corpus;
 /* DUET_ERR_IO when path cannot be read; DUET_ERR_FORMAT when the corpus is
@@ -950,8 +951,9 @@ void duet_corpus_free(duet_corpus *c);
  * Verses stay one per line so the model learns the verse as its unit; the
  * chapter:verse numbers are kept (they are how the text is read and cost ~4%
  * of the bytes) while the book name is a heading instead of a prefix repeated
- * on 31102 lines. Every line must parse and the 66 books come in canon order,
- * else DUET_ERR_FORMAT naming the line. *out (NUL-terminated) is freed with
+ * on 31102 lines. Every line must parse, books must come in canon order and
+ * verses in order within a book (a partial range is fine), else
+ * DUET_ERR_FORMAT naming the line. *out (NUL-terminated) is freed with
  * duet_free; *nverses may be NULL. */
 duet_status duet_text_kjv(const char *src, size_t n, char **out, size_t *out_size,
                           int64_t *nverses);
@@ -1202,6 +1204,274 @@ duet_status duet_sym_eigen(const double *a, int64_t n, double *evals, double *ev
  * round-off negative eigenvalues count as 0. */
 duet_status duet_frechet_distance(const double *mu1, const double *s1, const double *mu2,
                                   const double *s2, int64_t d, double *out);
+
+/* ======================================================================== */
+/* GGUF and quantized tensors                                                */
+/* ======================================================================== */
+/* @section gguf — the GGUF/quant helper owns this section */
+
+/* ggml's tensor types, with ggml's numbers (as GGUF files store them) and
+ * ggml's block layouts byte for byte (Ref: ggml/src/ggml-common.h). A row of
+ * n values is n / block_size blocks back to back; all fields little-endian.
+ *
+ *   type  block bytes  layout -> value of element i (0-based in its block)
+ *   F32      1    4    float
+ *   F16      1    2    IEEE binary16
+ *   BF16     1    2    bfloat16 (the upper 16 bits of a float)
+ *   Q4_0    32   18    f16 d | u8 qs[16]: (q - 8) * d with q = low nibble of
+ *                      qs[i] for i < 16, high nibble of qs[i - 16] for i >= 16
+ *   Q4_1    32   20    f16 d | f16 m | qs[16]: q * d + m
+ *   Q5_0    32   22    f16 d | u32 qh | qs[16]: ((q | (bit i of qh) << 4) - 16) * d
+ *   Q5_1    32   24    f16 d | f16 m | u32 qh | qs[16]: (q | bit << 4) * d + m
+ *   Q8_0    32   34    f16 d | i8 qs[32]: qs[i] * d
+ *   Q4_K   256  144    f16 d | f16 dmin | u8 scales[12] | qs[128]: 8 sub-blocks
+ *                      of 32 with 6-bit scale sc and min m each:
+ *                      d*sc * q - dmin*m, q 4 bits
+ *   Q5_K   256  176    as Q4_K with qh[32] (the fifth bits) before qs[128]
+ *   Q6_K   256  210    ql[128] | qh[64] | i8 scales[16] | f16 d: 16 sub-blocks
+ *                      of 16: d*sc * (q - 32), q 6 bits
+ *   Q8_K   256  292    f32 d | i8 qs[256] | i16 bsums[16]: activations only
+ * Other ggml types (Q2_K, Q3_K, IQ*, TQ*, MXFP4, ...) are known by their
+ * block size, so GGUF files holding them open, but they cannot be
+ * dequantized or multiplied here (duet_qtype_supported() is 0). */
+typedef enum duet_qtype {
+    DUET_QTYPE_F32 = 0,
+    DUET_QTYPE_F16 = 1,
+    DUET_QTYPE_Q4_0 = 2,
+    DUET_QTYPE_Q4_1 = 3,
+    DUET_QTYPE_Q5_0 = 6,
+    DUET_QTYPE_Q5_1 = 7,
+    DUET_QTYPE_Q8_0 = 8,
+    DUET_QTYPE_Q8_1 = 9,
+    DUET_QTYPE_Q2_K = 10,
+    DUET_QTYPE_Q3_K = 11,
+    DUET_QTYPE_Q4_K = 12,
+    DUET_QTYPE_Q5_K = 13,
+    DUET_QTYPE_Q6_K = 14,
+    DUET_QTYPE_Q8_K = 15,
+    DUET_QTYPE_BF16 = 30,
+    DUET_QTYPE_COUNT = 40 /* one past the largest ggml number duet knows */
+} duet_qtype;
+
+/* ggml's names: "f32", "f16", "q4_0", ..., "q4_K", "bf16"; NULL when unknown. */
+const char *duet_qtype_name(int t);
+/* Case-insensitive; -1 when unknown. */
+int duet_qtype_from_name(const char *name);
+/* 1 when t is a ggml type whose block size duet knows (any int accepted). */
+int duet_qtype_known(int t);
+/* 1 when t can be quantized, dequantized and multiplied here. */
+int duet_qtype_supported(int t);
+/* Elements and bytes per block; 0 when unknown. */
+int64_t duet_qtype_block_size(int t);
+int64_t duet_qtype_block_bytes(int t);
+/* Bytes of n values; -1 when t is unknown, n < 0 or n is not a multiple of
+ * the block size. */
+int64_t duet_qtype_row_bytes(int t, int64_t n);
+/* The activation type duet_quant_dot pairs with weights of type t: Q8_0 for
+ * the 32-blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), Q8_K for the K-quants, F32
+ * for F32, F16 and BF16. */
+duet_qtype duet_qtype_dot_type(duet_qtype t);
+
+/* n floats -> n / block_size blocks. Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 round each
+ * value to the nearest level of the block's scale (as stored in f16); the
+ * K-quants search their sub-block scales (not bit-identical to ggml's
+ * quantizer, same layout and same error class); Q8_K (activations) keeps
+ * every value in [-127, 127]. DUET_ERR_ARG when n is not a multiple of the
+ * block size; DUET_ERR_UNSUPPORTED for types duet cannot quantize. */
+duet_status duet_quantize_row(duet_qtype t, const float *x, void *dst, int64_t n);
+/* n / block_size blocks -> n floats, exactly as ggml computes them. */
+duet_status duet_dequantize_row(duet_qtype t, const void *src, float *y, int64_t n);
+
+/* sum_i w[i] * x[i] over n values: w is n values of type t, xq n values of
+ * type duet_qtype_dot_type(t) (Q8_0 / Q8_K blocks from duet_quantize_row, or
+ * floats). Uses the current kernel set (duet_kernel_force). n must be a
+ * multiple of the block size and t supported (checked: programmer error).
+ * Q8_0 activations must lie in [-127, 127] (duet_quantize_row's do). */
+float duet_quant_dot(duet_qtype t, int64_t n, const void *w, const void *xq);
+/* The scalar reference every SIMD dot is held to (integer sums per block,
+ * float accumulation in block order). */
+float duet_quant_dot_ref(duet_qtype t, int64_t n, const void *w, const void *xq);
+
+/* Matrix times vector and matrix times matrix with a weight matrix W of M
+ * rows of K values of type t (row r starts at r * duet_qtype_row_bytes(t, K)
+ * bytes — a GGUF tensor with ne = {K, M}):
+ *   matvec: y[M] = W[M, K] . x[K]
+ *   matmul: Y[N, M] = X[N, K] . W^T   (N activation rows, e.g. a prompt)
+ * The activations are quantized to duet_qtype_dot_type(t) once per call;
+ * rows of W are split across duet_get_threads() OpenMP threads and each row
+ * is streamed once. scratch: at least duet_quant_scratch_bytes(t, K, N) bytes
+ * (64-byte aligned is best), or NULL to allocate it for this call. Nothing
+ * else is allocated. DUET_ERR_ARG when K is not a multiple of the block size,
+ * DUET_ERR_UNSUPPORTED for types without kernels. */
+int64_t duet_quant_scratch_bytes(duet_qtype t, int64_t K, int64_t N);
+duet_status duet_quant_matvec(duet_qtype t, const void *W, int64_t M, int64_t K, const float *x,
+                              float *y, void *scratch);
+duet_status duet_quant_matmul(duet_qtype t, const void *W, int64_t M, int64_t K, const float *X,
+                              int64_t N, float *Y, void *scratch);
+
+/* ---- GGUF files (Ref: ggml docs/gguf.md) ----
+ *   "GGUF" | u32 version (2 or 3) | u64 tensor_count | u64 kv_count
+ *   kv_count x (string key | u32 value type | value)
+ *   tensor_count x (string name | u32 n_dims | u64 ne[n_dims] | u32 qtype |
+ *                   u64 offset)
+ *   zero padding to general.alignment (u32 key, default 32) | tensor data
+ * Strings are u64 length + bytes (no NUL); arrays are u32 element type + u64
+ * count + elements (arrays of arrays allowed). Tensor offsets are relative to
+ * the data section and multiples of the alignment. ne[0] varies fastest: a
+ * matrix with ne = {K, M} has M rows of K values (duet_tensor shape {M, K}). */
+
+/* Metadata value types, with the spec's numbers. */
+typedef enum duet_gguf_type {
+    DUET_GGUF_TYPE_UINT8 = 0,
+    DUET_GGUF_TYPE_INT8,
+    DUET_GGUF_TYPE_UINT16,
+    DUET_GGUF_TYPE_INT16,
+    DUET_GGUF_TYPE_UINT32,
+    DUET_GGUF_TYPE_INT32,
+    DUET_GGUF_TYPE_FLOAT32,
+    DUET_GGUF_TYPE_BOOL,
+    DUET_GGUF_TYPE_STRING,
+    DUET_GGUF_TYPE_ARRAY,
+    DUET_GGUF_TYPE_UINT64,
+    DUET_GGUF_TYPE_INT64,
+    DUET_GGUF_TYPE_FLOAT64,
+    DUET_GGUF_TYPE_COUNT
+} duet_gguf_type;
+/* "uint8", ..., "float64"; NULL when out of range. */
+const char *duet_gguf_type_name(int t);
+
+/* An open GGUF file, memory-mapped; tensor data and string values point into
+ * the map (zero copy) and stay valid until duet_gguf_close. */
+typedef struct duet_gguf duet_gguf;
+
+/* Opens and validates the whole header: magic, version (1 is refused with a
+ * hint to convert), counts against the bytes present, every string length,
+ * array count and nesting depth (<= 8), value types, bools 0/1, duplicate
+ * keys, general.alignment (u32, a power of two), tensor names (1..64 bytes,
+ * unique), n_dims (<= 4), dims (no overflow, ne[0] a multiple of the block
+ * size), types (known), offsets (aligned), data inside the file, no two
+ * tensors overlapping. Any violation gives NULL with DUET_ERR_FORMAT and a
+ * message naming the file, the byte offset and the field; types duet does
+ * not know give DUET_ERR_UNSUPPORTED; a missing file DUET_ERR_IO. */
+duet_gguf *duet_gguf_open(const char *path);
+/* The same on bytes in memory (not copied: data must outlive the handle);
+ * `name` stands for the file name in messages. */
+duet_gguf *duet_gguf_open_memory(const char *name, const void *data, size_t size);
+void duet_gguf_close(duet_gguf *g);  /* NULL ok */
+uint32_t duet_gguf_version(const duet_gguf *g);
+uint32_t duet_gguf_alignment(const duet_gguf *g);
+/* Byte offset of the data section in the file. */
+uint64_t duet_gguf_data_offset(const duet_gguf *g);
+
+/* A metadata value: a KV's value or an element of an array. Filled by the
+ * lookups below; read it with the duet_gguf_value_* getters. */
+typedef struct duet_gguf_value {
+    duet_gguf_type type;
+    duet_gguf_type elem_type; /* ARRAY: the elements' type */
+    int64_t count;            /* ARRAY: number of elements; STRING: bytes */
+    const unsigned char *p_;  /* internal: where the value starts in the map */
+    int64_t node_;            /* internal: array index table, -1 if none */
+    int64_t kv_;              /* internal: owning KV (for messages) */
+} duet_gguf_value;
+
+int64_t duet_gguf_kv_count(const duet_gguf *g);
+/* KV i in file order: its key (NUL-terminated, owned by g) and value. */
+const char *duet_gguf_kv_key(const duet_gguf *g, int64_t i);
+duet_gguf_value duet_gguf_kv_value(const duet_gguf *g, int64_t i);
+/* Index of key, or -1. */
+int64_t duet_gguf_find_key(const duet_gguf *g, const char *key);
+
+/* Typed reads. _int: any integer type (UINT64 above INT64_MAX is refused),
+ * _u64: unsigned types and non-negative signed ones, _float: FLOAT32,
+ * FLOAT64 or any integer type, _bool: BOOL, _str: STRING (s points into the
+ * map and is NOT NUL-terminated; len bytes). A value of another type gives
+ * DUET_ERR_FORMAT naming the file, the key and both types. _elem: element i
+ * of an ARRAY (DUET_ERR_ARG when i is out of range). */
+duet_status duet_gguf_value_int(const duet_gguf *g, const duet_gguf_value *v, int64_t *out);
+duet_status duet_gguf_value_u64(const duet_gguf *g, const duet_gguf_value *v, uint64_t *out);
+duet_status duet_gguf_value_float(const duet_gguf *g, const duet_gguf_value *v, double *out);
+duet_status duet_gguf_value_bool(const duet_gguf *g, const duet_gguf_value *v, int *out);
+duet_status duet_gguf_value_str(const duet_gguf *g, const duet_gguf_value *v, const char **s,
+                                int64_t *len);
+duet_status duet_gguf_value_elem(const duet_gguf *g, const duet_gguf_value *arr, int64_t i,
+                                 duet_gguf_value *out);
+
+/* The same by key; a missing key is DUET_ERR_FORMAT ("no metadata key ...").
+ * _arr gives an array's element type and length; _arr_str/_arr_int/
+ * _arr_float read element i (tokenizer.ggml.tokens, .merges, .token_type,
+ * .scores); _arr_f32/_arr_i32 copy a whole numeric array of exactly n
+ * elements (float or integer elements; i32 range-checked). */
+duet_status duet_gguf_get_int(const duet_gguf *g, const char *key, int64_t *out);
+duet_status duet_gguf_get_float(const duet_gguf *g, const char *key, double *out);
+duet_status duet_gguf_get_bool(const duet_gguf *g, const char *key, int *out);
+duet_status duet_gguf_get_str(const duet_gguf *g, const char *key, const char **s, int64_t *len);
+duet_status duet_gguf_get_arr(const duet_gguf *g, const char *key, duet_gguf_type *elem_type,
+                              int64_t *n);
+duet_status duet_gguf_get_arr_str(const duet_gguf *g, const char *key, int64_t i, const char **s,
+                                  int64_t *len);
+duet_status duet_gguf_get_arr_int(const duet_gguf *g, const char *key, int64_t i, int64_t *out);
+duet_status duet_gguf_get_arr_float(const duet_gguf *g, const char *key, int64_t i, double *out);
+duet_status duet_gguf_get_arr_f32(const duet_gguf *g, const char *key, float *dst, int64_t n);
+duet_status duet_gguf_get_arr_i32(const duet_gguf *g, const char *key, int32_t *dst, int64_t n);
+
+/* A tensor of the file (owned by g). */
+typedef struct duet_gguf_tensor {
+    const char *name;     /* NUL-terminated */
+    duet_qtype type;
+    int n_dims;           /* 0..4 */
+    int64_t ne[4];        /* ggml order, ne[0] fastest; dims past n_dims are 1 */
+    int64_t numel;
+    int64_t nbytes;
+    uint64_t offset;      /* from the data section's start */
+    const void *data;     /* into the map */
+} duet_gguf_tensor;
+
+int64_t duet_gguf_tensor_count(const duet_gguf *g);
+/* Tensor i in file order (NULL when out of range). */
+const duet_gguf_tensor *duet_gguf_tensor_at(const duet_gguf *g, int64_t i);
+/* Tensor by name, or NULL. */
+const duet_gguf_tensor *duet_gguf_find_tensor(const duet_gguf *g, const char *name);
+
+/* Writer: KVs and tensors in the order added; writes GGUF v3 atomically
+ * (temporary, fsync, rename) with every tensor's data aligned to the
+ * alignment (default 32) and zero padding. Tensor data is not copied: the
+ * pointers must stay valid until duet_gguf_writer_write returns. Keys must be
+ * unique (DUET_ERR_ARG), tensor names 1..64 bytes and unique. */
+typedef struct duet_gguf_writer duet_gguf_writer;
+duet_gguf_writer *duet_gguf_writer_new(void);
+void duet_gguf_writer_free(duet_gguf_writer *w);  /* NULL ok */
+/* A power of two; also sets (or adds) the general.alignment KV. */
+duet_status duet_gguf_writer_set_alignment(duet_gguf_writer *w, uint32_t alignment);
+/* A scalar of type `type` (not STRING or ARRAY): value points to a C value of
+ * the matching width (uint8_t ... double; BOOL: a uint8_t 0 or 1). */
+duet_status duet_gguf_writer_add(duet_gguf_writer *w, const char *key, duet_gguf_type type,
+                                 const void *value);
+/* Convenience scalars. */
+duet_status duet_gguf_writer_add_u32(duet_gguf_writer *w, const char *key, uint32_t v);
+duet_status duet_gguf_writer_add_i32(duet_gguf_writer *w, const char *key, int32_t v);
+duet_status duet_gguf_writer_add_f32(duet_gguf_writer *w, const char *key, float v);
+duet_status duet_gguf_writer_add_bool(duet_gguf_writer *w, const char *key, int v);
+/* A string of len bytes (len < 0: strlen). */
+duet_status duet_gguf_writer_add_str(duet_gguf_writer *w, const char *key, const char *s,
+                                     int64_t len);
+/* An array of n fixed-size elements (C values as for _add, packed). */
+duet_status duet_gguf_writer_add_arr(duet_gguf_writer *w, const char *key, duet_gguf_type elem,
+                                     const void *data, int64_t n);
+/* An array of n strings; lens may be NULL (each strlen). */
+duet_status duet_gguf_writer_add_arr_str(duet_gguf_writer *w, const char *key,
+                                         const char *const *s, const int64_t *lens, int64_t n);
+/* A value given by its encoding as it appears in a file after the type tag
+ * (for nested arrays); checked like the reader checks it. */
+duet_status duet_gguf_writer_add_raw(duet_gguf_writer *w, const char *key, duet_gguf_type type,
+                                     const void *bytes, size_t nbytes);
+/* Copies KV i of an open file (key, type and value bytes). */
+duet_status duet_gguf_writer_copy_kv(duet_gguf_writer *w, const duet_gguf *g, int64_t i);
+/* A tensor of n_dims (1..4) dims ne (ggml order) and type t (any known type;
+ * ne[0] a multiple of its block size); data holds duet_qtype_row_bytes(t,
+ * numel) bytes. */
+duet_status duet_gguf_writer_add_tensor(duet_gguf_writer *w, const char *name, duet_qtype t,
+                                        int n_dims, const int64_t *ne, const void *data);
+duet_status duet_gguf_writer_write(duet_gguf_writer *w, const char *path);
 
 /* ======================================================================== */
 /* Storyteller: transformer language model                                   */
