@@ -431,8 +431,9 @@ static uint64_t heap_pop_min(uint64_t *h, int64_t *n) {
 }
 
 static void push_pair(const duet_tokenizer *t, enc_scratch *s, int32_t i) {
+    if (i < 0) return;
     int32_t j = s->next[i];
-    if (i < 0 || j < 0) return;
+    if (j < 0) return;
     int32_t r = merge_rank(t, s->id[i], s->id[j]);
     if (r >= 0) heap_push_min(s->heap, &s->nheap, ((uint64_t)(uint32_t)r << 32) | (uint32_t)i);
 }
