@@ -328,7 +328,7 @@ duet_status duet_text_kjv(const char *src, size_t n, char **out, size_t *out_siz
                                (long long)lineno, kjv_books[b_idx][1], c, v);
             break;
         }
-        if (b_idx < book || b_idx > book + 1) {
+        if (b_idx < book) {
             s = duet_set_error(DUET_ERR_FORMAT,
                                "bible text line %lld: book %s out of canon order (after %s)",
                                (long long)lineno, kjv_books[b_idx][1],

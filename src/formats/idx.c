@@ -24,6 +24,15 @@
 
 /* Reads up to n bytes (n may exceed INT_MAX); returns the count, or -1 with
  * the error set when zlib reports a corrupt stream. */
+/* zlib's gzerror message is "<path>: <what>"; keep the <what>. */
+static const char *gz_msg(gzFile f, const char *path, int *errnum) {
+    const char *msg = gzerror(f, errnum);
+    if (!msg || !*msg) return "unknown zlib error";
+    size_t n = strlen(path);
+    if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
+    return msg;
+}
+
 static int64_t gz_read_all(gzFile f, uint8_t *dst, int64_t n, const char *path,
                            const char *field) {
     int64_t done = 0;
@@ -32,9 +41,9 @@ static int64_t gz_read_all(gzFile f, uint8_t *dst, int64_t n, const char *path,
         int r = gzread(f, dst + done, (unsigned)want);
         if (r < 0) {
             int errnum = 0;
-            const char *msg = gzerror(f, &errnum);
-            duet_set_error(DUET_ERR_FORMAT, "%s: corrupt gzip stream while reading the %s: %s", path,
-                           field, msg ? msg : "unknown zlib error");
+            const char *msg = gz_msg(f, path, &errnum);
+            duet_set_error(DUET_ERR_FORMAT, "%s: corrupt gzip stream (%s) reading the %s", path, msg,
+                           field);
             return -1;
         }
         if (r == 0) break;
@@ -42,10 +51,10 @@ static int64_t gz_read_all(gzFile f, uint8_t *dst, int64_t n, const char *path,
     }
     /* a truncated gzip stream ends with "unexpected end of file" */
     int errnum = 0;
-    const char *msg = gzerror(f, &errnum);
+    const char *msg = gz_msg(f, path, &errnum);
     if (errnum != Z_OK && errnum != Z_STREAM_END) {
-        duet_set_error(DUET_ERR_FORMAT, "%s: corrupt gzip stream while reading the %s: %s", path,
-                       field, msg ? msg : "unknown zlib error");
+        duet_set_error(DUET_ERR_FORMAT, "%s: corrupt gzip stream (%s) reading the %s", path, msg,
+                       field);
         return -1;
     }
     return done;
@@ -286,7 +295,7 @@ duet_status duet_dataset_load_idx(const char *images_path, const char *labels_pa
             out->class_names = duet_calloc((size_t)out->nclasses, sizeof(char *));
             if (!out->class_names) s = DUET_ERR_NOMEM;
             for (int i = 0; i < out->nclasses && !s; i++) {
-                char num[8];
+                char num[16];
                 snprintf(num, sizeof num, "%d", i);
                 if (!(out->class_names[i] = dup_str(num))) s = DUET_ERR_NOMEM;
             }

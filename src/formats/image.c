@@ -464,7 +464,9 @@ duet_status duet_image_folder_load(const char *dir, const duet_image_folder_para
     duet_free(per_class);
     for (int64_t i = 0; i < nfiles; i++) duet_free(files[i].path);
     duet_free(files);
-    if (!s && n == 0)
+    if (!s && n == 0 && skipped == 0)
+        s = duet_set_error(DUET_ERR_FORMAT, "image folder %s holds no images (it is empty)", dir);
+    else if (!s && n == 0)
         s = duet_set_error(DUET_ERR_FORMAT,
                            "image folder %s holds no images (%lld files skipped: not PNG/JPEG/"
                            "BMP/GIF/PNM)", dir, (long long)skipped);

@@ -16,11 +16,13 @@
 /* f32 -> u8, grids                                                          */
 /* ======================================================================== */
 
+/* In double, (x + 1) * 127.5 + 0.5 is exact for every float x (24 + 8 bits),
+ * so the rounding is the documented one, with no float rounding before it. */
 static uint8_t unit_to_u8(float x) {
     if (!(x == x)) return 0; /* NaN */
-    float v = (x + 1.0f) * 127.5f + 0.5f;
-    if (v <= 0.0f) return 0;
-    if (v >= 255.0f) return 255;
+    double v = ((double)x + 1.0) * 127.5 + 0.5;
+    if (v <= 0.0) return 0;
+    if (v >= 255.0) return 255;
     return (uint8_t)v;
 }
 
