@@ -387,6 +387,20 @@ static void test_bytes_and_specials(void) {
     n = duet_tokenizer_encode(t, txt, (int64_t)strlen(txt), DUET_TOK_SPECIALS, ids, 64);
     T_CHECK(n == 4 && ids[0] == 'x' && ids[1] == 256 && ids[2] == 'y' && ids[3] == 257,
             "DUET_TOK_SPECIALS recognises <|endoftext|> and <|pad|> (n=%lld)", (long long)n);
+    {   /* many specials (a corpus of documents): every occurrence, in order */
+        char *many = malloc(15 * 1000 + 1);
+        for (int i = 0; i < 1000; i++) memcpy(many + 15 * i, i % 2 ? "ab<|endoftext|>" : "ab<|pad|>\n\n\n\n\n\n", 15);
+        int32_t *mids = malloc(20000 * sizeof *mids);
+        int64_t mn = duet_tokenizer_encode(t, many, 15000, DUET_TOK_SPECIALS, mids, 20000);
+        int good = mn == 500 * 3 + 500 * 9;
+        for (int64_t i = 0, k = 0; good && k < 1000; k++) {
+            good = mids[i] == 'a' && mids[i + 1] == 'b' && mids[i + 2] == (k % 2 ? 256 : 257);
+            i += k % 2 ? 3 : 9;
+        }
+        T_CHECK(good, "1000 specials in one text are all found (%lld ids)", (long long)mn);
+        free(mids);
+        free(many);
+    }
     n = duet_tokenizer_encode(t, "<|endoftext", 11, DUET_TOK_SPECIALS, ids, 64);
     T_CHECK(n == 11, "a partial special is plain text");
     char out[32];

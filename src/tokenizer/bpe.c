@@ -20,6 +20,7 @@
 #include "tokenizer/bpe.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,14 +38,12 @@ static unsigned char byte_class(unsigned char c) {
 }
 
 static unsigned char g_class[256];
-static int g_class_ready;
+static pthread_once_t g_class_once = PTHREAD_ONCE_INIT;
 
-static void class_init(void) {
-    if (g_class_ready) return;
-    /* benign race: every thread writes the same values */
+static void class_fill(void) {
     for (int c = 0; c < 256; c++) g_class[c] = byte_class((unsigned char)c);
-    g_class_ready = 1;
 }
+static void class_init(void) { pthread_once(&g_class_once, class_fill); }
 
 /* End (exclusive) of the pre-token that starts at p < n. Equivalent to the
  * first alternative of GPT-2's pattern that matches at p:
@@ -491,6 +490,7 @@ int64_t duet_tokenizer_encode(const duet_tokenizer *t, const char *text, int64_t
     DUET_ASSERT(len >= 0 && (len == 0 || text));
     const unsigned char *s = (const unsigned char *)text;
     enc_scratch sc = {0};
+    int64_t *next_at = NULL;
     int64_t count = 0;
     if (!ids) cap = 0;
     if ((flags & DUET_TOK_ADD_BOS) && t->bos >= 0) {
@@ -498,17 +498,25 @@ int64_t duet_tokenizer_encode(const duet_tokenizer *t, const char *text, int64_t
         count++;
     }
     int64_t p = 0;
-    if (flags & DUET_TOK_SPECIALS) {
-        /* leftmost special occurrence; the longest one when several start there */
+    if ((flags & DUET_TOK_SPECIALS) && t->n_spec > 0) {
+        /* leftmost special occurrence; the longest one when several start
+         * there. next_at[k]: where special k next occurs at or after p (len
+         * when never), searched again only once p has passed it. */
+        next_at = duet_alloc((size_t)t->n_spec * sizeof *next_at);
+        if (!next_at) goto nomem;
+        for (int k = 0; k < t->n_spec; k++) next_at[k] = -1;
         while (p < len) {
             int64_t best = len, best_len = 0;
             int32_t best_id = -1;
             for (int k = 0; k < t->n_spec; k++) {
                 int32_t id = t->spec_ids[k];
                 int64_t l = tok_len(t, id);
-                const char *f = memmem(text + p, (size_t)(len - p), tok_bytes(t, id), (size_t)l);
-                if (!f) continue;
-                int64_t at = f - text;
+                if (next_at[k] < p) {
+                    const char *f = memmem(text + p, (size_t)(len - p), tok_bytes(t, id), (size_t)l);
+                    next_at[k] = f ? f - text : len;
+                }
+                int64_t at = next_at[k];
+                if (at == len) continue;
                 if (at < best || (at == best && l > best_len)) best = at, best_len = l, best_id = id;
             }
             if (!encode_plain(t, &sc, s + p, best - p, ids, cap, &count)) goto nomem;
@@ -528,9 +536,11 @@ int64_t duet_tokenizer_encode(const duet_tokenizer *t, const char *text, int64_t
         count++;
     }
     scratch_free(&sc);
+    duet_free(next_at);
     return count;
 nomem:
     scratch_free(&sc);
+    duet_free(next_at);
     duet_set_error(DUET_ERR_NOMEM, "tokenizer encode: out of memory");
     return -1;
 }
