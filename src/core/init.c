@@ -85,6 +85,7 @@ char *duet_cpu_features_string(char *buf, size_t size) {
  * leave entries NULL. */
 static void install(const duet_kernels *k) {
     duet_k = duet_kernels_scalar;
+    duet_k.quant = duet_quant_kernels_select(k ? k->isa : "scalar", cpu_features);
     if (!k) return;
     duet_k.isa = k->isa;
     if (k->sgemm) duet_k.sgemm = k->sgemm;

@@ -32,7 +32,13 @@ typedef struct duet_kernels {
     float (*dot)(const float *a, const float *b, int64_t n);
     /* y += a * x */
     void (*axpy)(float *y, float a, const float *x, int64_t n);
+    /* quantized dot products (kernels/quant.h), picked with the set by install() */
+    const struct duet_quant_kernels *quant;
 } duet_kernels;
+
+/* quant.c: the quantized-kernel table of a set ("scalar", "avx2", "avx512")
+ * on a CPU with DUET_CPU_* features. */
+const struct duet_quant_kernels *duet_quant_kernels_select(const char *isa, unsigned features);
 
 extern duet_kernels duet_k;
 

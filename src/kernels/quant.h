@@ -1,0 +1,119 @@
+/*
+ * quant.h — private to src/kernels/quant*.c (and tests): ggml block layouts
+ * as byte offsets, little-endian field readers, the 6-bit scale unpacking of
+ * Q4_K/Q5_K, and the table of quantized dot kernels one kernel set provides.
+ *
+ * Blocks are read through byte pointers and memcpy (never by casting to a
+ * struct), so a block may sit at any address — GGUF data opened from memory
+ * need not be aligned, and UBSan stays quiet.
+ *
+ * The public API (duet_quantize_row, duet_quant_dot, duet_quant_matvec, ...)
+ * is in include/duet.h, section "GGUF and quantized tensors".
+ */
+#ifndef DUET_KERNELS_QUANT_H
+#define DUET_KERNELS_QUANT_H
+
+#include "duet.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* ---- block geometry (ggml-common.h) ---- */
+
+#define QK 32     /* elements of a Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 block */
+#define QK_K 256  /* elements of a K-quant super-block */
+
+#define Q4_0_BYTES 18  /* f16 d | qs[16] */
+#define Q4_1_BYTES 20  /* f16 d | f16 m | qs[16] */
+#define Q5_0_BYTES 22  /* f16 d | qh[4] | qs[16] */
+#define Q5_1_BYTES 24  /* f16 d | f16 m | qh[4] | qs[16] */
+#define Q8_0_BYTES 34  /* f16 d | i8 qs[32] */
+#define Q4_K_BYTES 144 /* f16 d | f16 dmin | scales[12] | qs[128] */
+#define Q5_K_BYTES 176 /* f16 d | f16 dmin | scales[12] | qh[32] | qs[128] */
+#define Q6_K_BYTES 210 /* ql[128] | qh[64] | i8 scales[16] | f16 d */
+#define Q8_K_BYTES 292 /* f32 d | i8 qs[256] | i16 bsums[16] */
+
+/* field offsets inside the K blocks */
+#define Q4_K_SCALES 4
+#define Q4_K_QS 16
+#define Q5_K_SCALES 4
+#define Q5_K_QH 16
+#define Q5_K_QS 48
+#define Q6_K_QL 0
+#define Q6_K_QH 128
+#define Q6_K_SCALES 192
+#define Q6_K_D 208
+#define Q8_K_QS 4
+#define Q8_K_BSUMS 260
+
+/* ---- little-endian field access (x86 and every target duet builds on are
+ * little-endian; GGUF is little-endian) ---- */
+
+static inline uint16_t q_u16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+static inline uint32_t q_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static inline float q_f32(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static inline int16_t q_i16(const uint8_t *p) {
+    int16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+static inline void q_put_u16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static inline void q_put_u32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void q_put_f32(uint8_t *p, float v) { memcpy(p, &v, 4); }
+static inline void q_put_i16(uint8_t *p, int16_t v) { memcpy(p, &v, 2); }
+
+/* f16 field -> float (exact). */
+static inline float q_f16(const uint8_t *p) { return duet_f16_to_f32_1(q_u16(p)); }
+
+/* The 12 scale bytes of Q4_K/Q5_K hold eight 6-bit scales sc[j] and eight
+ * 6-bit mins m[j]: for j < 4 the low 6 bits of bytes j (scale) and j + 4
+ * (min); for j >= 4 the low / high nibble of byte j + 4 gives the low 4 bits
+ * of scale / min and the top 2 bits of bytes j - 4 / j give their high 2. */
+static inline void q_k_scales(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+    }
+    for (int j = 4; j < 8; j++) {
+        sc[j] = (uint8_t)((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4));
+        m[j] = (uint8_t)((s[j + 4] >> 4) | ((s[j] >> 6) << 4));
+    }
+}
+
+/* ---- kernel tables ---- */
+
+/* sum over n elements of w (type t) times x (type duet_qtype_dot_type(t)). */
+typedef float (*duet_qdot_fn)(int64_t n, const void *w, const void *x);
+
+typedef struct duet_quant_kernels {
+    const char *isa;
+    duet_qdot_fn dot[DUET_QTYPE_COUNT]; /* indexed by duet_qtype; NULL = scalar */
+} duet_quant_kernels;
+
+extern const duet_quant_kernels duet_quant_kernels_scalar;
+#if defined(__x86_64__)
+extern const duet_quant_kernels duet_quant_kernels_avx2;
+extern const duet_quant_kernels duet_quant_kernels_avx512;      /* AVX-512 BW */
+extern const duet_quant_kernels duet_quant_kernels_avx512_vnni; /* + VNNI vpdpbusd */
+#endif
+
+/* The table the kernel set `isa` ("scalar", "avx2", "avx512") uses on a CPU
+ * with DUET_CPU_* features (VNNI picks the vpdpbusd variant). */
+const duet_quant_kernels *duet_quant_kernels_select(const char *isa, unsigned features);
+
+/* The dot for type t in table k, falling back to the scalar one. */
+duet_qdot_fn duet_quant_dot_fn(const duet_quant_kernels *k, duet_qtype t);
+
+#endif
