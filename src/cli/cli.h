@@ -70,6 +70,15 @@ const char *cli_default_model(const char *file, char *buf, size_t size);
 /* Subcommands: int cmd_<name>(int argc, char **argv) with argv[0] = name. */
 int cmd_version(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
+int cmd_text(int argc, char **argv);         /* cmd_text.c */
+int cmd_train(int argc, char **argv);        /* cmd_train_text.c: dispatches `train <kind>` */
+int cmd_train_text(int argc, char **argv);   /* cmd_train_text.c */
 int cmd_data(int argc, char **argv);
+
+/* A tokenizer as its tokenizer.json text (duet_free it) and back; a model
+ * file embeds that text in "duet.tokenizer" (cmd_train_text.c). NULL on
+ * failure (duet_last_error). */
+char *cli_tokenizer_to_json(const duet_tokenizer *tok);
+duet_tokenizer *cli_tokenizer_from_json(const char *json);
 
 #endif

@@ -15,6 +15,8 @@ typedef struct {
 static const command commands[] = {
     {"version", cmd_version, "version, compiler, CPU features, kernels, threads"},
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE; encode and decode text"},
+    {"train", cmd_train, "train a model: duet train text (a storyteller)"},
+    {"text", cmd_text, "tell a story: sample text from a storyteller model"},
     {"data", cmd_data, "build training texts (kjv, fortunes); preview image datasets"},
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof *commands))
