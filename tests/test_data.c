@@ -1010,6 +1010,129 @@ static void test_fortunes(void) {
 }
 
 /* ======================================================================== */
+/* Every allocation failure point fails cleanly (ASan's leak check runs at exit) */
+/* ======================================================================== */
+
+static int alloc_budget = -1, alloc_count = 0;
+static void *budget_alloc(void *ud, size_t size, size_t align) {
+    (void)ud;
+    if (alloc_budget >= 0 && alloc_count >= alloc_budget) return NULL;
+    alloc_count++;
+    void *p = NULL;
+    return posix_memalign(&p, align, size ? size : 1) ? NULL : p;
+}
+static void budget_free(void *ud, void *p) {
+    (void)ud;
+    free(p);
+}
+
+/* Runs op(ctx) with budgets 0..N-1 where N is what a full run allocates;
+ * each must return DUET_ERR_NOMEM (not crash, not succeed). */
+static void every_failure(const char *what, duet_status (*op)(void *), void *ctx) {
+    duet_allocator a = {budget_alloc, budget_free, NULL};
+    duet_set_allocator(&a);
+    alloc_budget = -1;
+    alloc_count = 0;
+    duet_status s = op(ctx);
+    int n = alloc_count, bad = -1;
+    for (int b = 0; b < n && bad < 0; b++) {
+        alloc_count = 0;
+        alloc_budget = b;
+        if (op(ctx) != DUET_ERR_NOMEM) bad = b;
+    }
+    alloc_budget = -1;
+    duet_set_allocator(NULL);
+    T_CHECK(s == DUET_OK && n > 0 && bad < 0, "%s: OK with %d allocations, NOMEM at each failure point (first bad %d)",
+            what, n, bad);
+}
+
+static duet_status op_idx(void *ctx) {
+    char ip[512], lp[512];
+    fpath(ip, sizeof ip, "data_idx/images.gz");
+    fpath(lp, sizeof lp, "data_idx/labels.gz");
+    (void)ctx;
+    duet_dataset d;
+    duet_status s = duet_dataset_load_idx(ip, lp, &d);
+    duet_dataset_free(&d);
+    return s;
+}
+
+static duet_status op_folder(void *ctx) {
+    char dir[512];
+    fpath(dir, sizeof dir, (const char *)ctx);
+    duet_image_folder_params p;
+    duet_image_folder_params_default(&p);
+    p.size = 5;
+    duet_dataset d;
+    duet_status s = duet_image_folder_load(dir, &p, &d, NULL);
+    duet_dataset_free(&d);
+    return s;
+}
+
+static duet_status op_png(void *ctx) {
+    (void)ctx;
+    uint8_t px[6 * 5 * 3];
+    for (int i = 0; i < 90; i++) px[i] = (uint8_t)(i * 7);
+    uint8_t *out;
+    size_t n;
+    duet_status s = duet_png_encode(px, 5, 6, 3, png_text_rgb, 2, &out, &n);
+    if (!s) duet_free(out);
+    return s;
+}
+
+static duet_status op_gif(void *ctx) {
+    (void)ctx;
+    uint8_t px[40 * 40];
+    for (int i = 0; i < 1600; i++) px[i] = (uint8_t)(i * 13 + i / 40);
+    duet_gif *g = duet_gif_new(40, 40, 1);
+    if (!g) return DUET_ERR_NOMEM;
+    duet_status s = DUET_OK;
+    for (int k = 0; k < 3 && !s; k++) s = duet_gif_add_frame(g, px, 5);
+    const uint8_t *d;
+    size_t n;
+    if (!s) s = duet_gif_bytes(g, &d, &n);
+    duet_gif_free(g);
+    return s;
+}
+
+static duet_status op_resize(void *ctx) {
+    (void)ctx;
+    float src[2 * 7 * 5], dst[2 * 3 * 9];
+    for (int i = 0; i < 70; i++) src[i] = (float)i;
+    return duet_image_resize(dst, 3, 9, src, 2, 7, 5);
+}
+
+static duet_status op_texts(void *ctx) {
+    (void)ctx;
+    const char *src = "Ge1:1 In the beginning.\nExo1:1 Now these.\n";
+    char *out;
+    size_t n;
+    duet_status s = duet_text_kjv(src, strlen(src), &out, &n, NULL);
+    if (s) return s;
+    duet_free(out);
+    char dir[512];
+    fpath(dir, sizeof dir, "data_fortunes");
+    s = duet_text_fortunes(dir, &out, &n, NULL, NULL);
+    if (s) return s;
+    duet_free(out);
+    duet_corpus c;
+    fpath(dir, sizeof dir, "data_corpus/dir");
+    s = duet_corpus_load(dir, &c);
+    duet_corpus_free(&c);
+    return s;
+}
+
+static void test_alloc_failures(void) {
+    every_failure("dataset_load_idx", op_idx, NULL);
+    every_failure("image_folder_load (flat)", op_folder, "data_images/flat");
+    every_failure("image_folder_load (classes)", op_folder, "data_images/classes");
+    every_failure("png_encode", op_png, NULL);
+    every_failure("gif", op_gif, NULL);
+    every_failure("image_resize", op_resize, NULL);
+    every_failure("kjv, fortunes, corpus folder", op_texts, NULL);
+}
+
+/* ======================================================================== */
 
 static duet_status write_golden(const char *dir) {
     t_fix *fx = t_fix_load("data_img.bin");
@@ -1072,6 +1195,7 @@ int main(int argc, char **argv) {
     test_kjv_snippet();
     test_kjv_real();
     test_fortunes();
+    test_alloc_failures();
     /* clean the temporary folder */
     const char *left[] = {"gray.png", "rgb.png", "gray.gif", "rgb.gif", "noise.gif"};
     for (size_t i = 0; i < sizeof left / sizeof *left; i++) {
