@@ -1,0 +1,564 @@
+/*
+ * test_quant.c — ggml's quantized types:
+ *  - the type table against ggml-common.h's block sizes;
+ *  - dequantization bit-exact against an independent numpy reading of the
+ *    layouts (tests/ref/gen_quant.py -> fixtures/quant_blocks.bin), also
+ *    from unaligned addresses;
+ *  - quantize -> dequantize error bounds per format (per-value bounds for
+ *    the 32-blocks and Q8_K, RMSE bounds for the K-quants);
+ *  - every dot kernel of every kernel set the CPU runs (scalar, AVX2,
+ *    AVX-512 with and without VNNI) against the scalar reference, and the
+ *    reference against a double-precision dot of the dequantized values;
+ *  - matvec / matmul against per-row dots, thread-count independence, errors.
+ * With DUET_QUANT_BENCH=1 it also times matvec on a 2048 x 5632 matrix
+ * (never part of the pass/fail).
+ */
+#include "testutil.h"
+
+#include "kernels/quant.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const duet_qtype SUPPORTED[] = {
+    DUET_QTYPE_F32,  DUET_QTYPE_F16,  DUET_QTYPE_BF16, DUET_QTYPE_Q4_0,
+    DUET_QTYPE_Q4_1, DUET_QTYPE_Q5_0, DUET_QTYPE_Q5_1, DUET_QTYPE_Q8_0,
+    DUET_QTYPE_Q4_K, DUET_QTYPE_Q5_K, DUET_QTYPE_Q6_K, DUET_QTYPE_Q8_K,
+};
+#define NSUP ((int)(sizeof SUPPORTED / sizeof SUPPORTED[0]))
+
+/* weight types that have dot kernels (Q8_K is an activation type) */
+static const duet_qtype WEIGHTS[] = {
+    DUET_QTYPE_F32,  DUET_QTYPE_F16,  DUET_QTYPE_BF16, DUET_QTYPE_Q4_0, DUET_QTYPE_Q4_1,
+    DUET_QTYPE_Q5_0, DUET_QTYPE_Q5_1, DUET_QTYPE_Q8_0, DUET_QTYPE_Q4_K, DUET_QTYPE_Q5_K,
+    DUET_QTYPE_Q6_K,
+};
+#define NW ((int)(sizeof WEIGHTS / sizeof WEIGHTS[0]))
+
+static void gauss(float *x, int64_t n, uint64_t seed, float std) {
+    duet_rng r;
+    duet_rng_init(&r, seed);
+    duet_rng_normal(&r, x, n, 0.0f, std);
+}
+
+/* ======================================================================== */
+/* The type table                                                            */
+/* ======================================================================== */
+
+static void test_table(void) {
+    /* (number, name, block, bytes) from ggml.h / ggml-common.h */
+    static const struct { int t; const char *name; int64_t bs, bytes; } spec[] = {
+        {0, "f32", 1, 4},        {1, "f16", 1, 2},         {2, "q4_0", 32, 18},
+        {3, "q4_1", 32, 20},     {6, "q5_0", 32, 22},      {7, "q5_1", 32, 24},
+        {8, "q8_0", 32, 34},     {9, "q8_1", 32, 36},      {10, "q2_K", 256, 84},
+        {11, "q3_K", 256, 110},  {12, "q4_K", 256, 144},   {13, "q5_K", 256, 176},
+        {14, "q6_K", 256, 210},  {15, "q8_K", 256, 292},   {16, "iq2_xxs", 256, 66},
+        {17, "iq2_xs", 256, 74}, {18, "iq3_xxs", 256, 98}, {19, "iq1_s", 256, 50},
+        {20, "iq4_nl", 32, 18},  {21, "iq3_s", 256, 110},  {22, "iq2_s", 256, 82},
+        {23, "iq4_xs", 256, 136},{24, "i8", 1, 1},         {25, "i16", 1, 2},
+        {26, "i32", 1, 4},       {27, "i64", 1, 8},        {28, "f64", 1, 8},
+        {29, "iq1_m", 256, 56},  {30, "bf16", 1, 2},       {34, "tq1_0", 256, 54},
+        {35, "tq2_0", 256, 66},  {39, "mxfp4", 32, 17},
+    };
+    int ok = 1;
+    for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) {
+        const char *nm = duet_qtype_name(spec[i].t);
+        ok &= duet_qtype_known(spec[i].t) && nm && strcmp(nm, spec[i].name) == 0 &&
+              duet_qtype_block_size(spec[i].t) == spec[i].bs &&
+              duet_qtype_block_bytes(spec[i].t) == spec[i].bytes &&
+              duet_qtype_from_name(spec[i].name) == spec[i].t;
+        if (!ok) {
+            T_CHECK(0, "type %d (%s) table entry", spec[i].t, spec[i].name);
+            return;
+        }
+    }
+    T_CHECK(ok, "type table matches ggml's numbers, names, block sizes and bytes");
+    int unknown = 1;
+    for (int t = -3; t < 64; t++) {
+        int listed = 0;
+        for (size_t i = 0; i < sizeof spec / sizeof spec[0]; i++) listed |= spec[i].t == t;
+        if (!listed) unknown &= !duet_qtype_known(t) && !duet_qtype_name(t) && !duet_qtype_supported(t);
+    }
+    T_CHECK(unknown, "removed and out-of-range type numbers (4, 5, 31-33, 36-38, 40+) are unknown");
+    T_CHECK(duet_qtype_from_name("Q4_K") == 12 && duet_qtype_from_name("BF16") == 30 &&
+                duet_qtype_from_name("q4") == -1 && duet_qtype_from_name("") == -1,
+            "from_name is case-insensitive and exact");
+    T_CHECK(duet_qtype_row_bytes(DUET_QTYPE_Q4_K, 512) == 288 &&
+                duet_qtype_row_bytes(DUET_QTYPE_Q4_K, 300) == -1 &&
+                duet_qtype_row_bytes(DUET_QTYPE_Q8_0, -32) == -1 &&
+                duet_qtype_row_bytes(99, 32) == -1 &&
+                duet_qtype_row_bytes(DUET_QTYPE_Q8_0, INT64_MAX - 31) == -1,
+            "row_bytes: multiples only, overflow refused");
+    int dt = duet_qtype_dot_type(DUET_QTYPE_Q4_0) == DUET_QTYPE_Q8_0 &&
+             duet_qtype_dot_type(DUET_QTYPE_Q5_1) == DUET_QTYPE_Q8_0 &&
+             duet_qtype_dot_type(DUET_QTYPE_Q6_K) == DUET_QTYPE_Q8_K &&
+             duet_qtype_dot_type(DUET_QTYPE_F16) == DUET_QTYPE_F32 &&
+             duet_qtype_dot_type(DUET_QTYPE_BF16) == DUET_QTYPE_F32;
+    T_CHECK(dt, "activation types");
+    int sup = 1;
+    for (int i = 0; i < NSUP; i++) sup &= duet_qtype_supported(SUPPORTED[i]);
+    sup &= !duet_qtype_supported(DUET_QTYPE_Q2_K) && !duet_qtype_supported(DUET_QTYPE_Q3_K);
+    T_CHECK(sup, "supported set");
+}
+
+/* ======================================================================== */
+/* Dequantization, bit-exact against numpy                                   */
+/* ======================================================================== */
+
+static void test_dequant_fixture(void) {
+    t_fix *f = t_fix_load("quant_blocks.bin");
+    if (!f) return;
+    for (int i = 0; i < NSUP; i++) {
+        duet_qtype t = SUPPORTED[i];
+        char kb[64], kv[64];
+        snprintf(kb, sizeof kb, "%s.blocks", duet_qtype_name(t));
+        snprintf(kv, sizeof kv, "%s.values", duet_qtype_name(t));
+        int64_t nbytes = 0, n = 0;
+        int32_t *bytes = t_fix_i32(f, kb, &nbytes);
+        float *want = t_fix_f32(f, kv, &n);
+        if (!bytes || !want) continue;
+        T_CHECK(duet_qtype_row_bytes(t, n) == nbytes, "%s: fixture sizes agree", duet_qtype_name(t));
+        /* at offset 1: blocks need not be aligned */
+        uint8_t *raw = malloc((size_t)nbytes + 1);
+        for (int64_t j = 0; j < nbytes; j++) raw[1 + j] = (uint8_t)bytes[j];
+        float *got = malloc((size_t)n * sizeof(float));
+        duet_status st = duet_dequantize_row(t, raw + 1, got, n);
+        int64_t bad = -1;
+        for (int64_t j = 0; j < n && bad < 0; j++)
+            if (memcmp(&got[j], &want[j], sizeof(float)) != 0) bad = j;
+        T_CHECK(st == DUET_OK && bad < 0, "%s: %lld values bit-exact vs numpy (first mismatch %lld: "
+                "got %.9g want %.9g)", duet_qtype_name(t), (long long)n, (long long)bad,
+                bad >= 0 ? (double)got[bad] : 0.0, bad >= 0 ? (double)want[bad] : 0.0);
+        free(raw);
+        free(got);
+    }
+    t_fix_free(f);
+}
+
+static void test_errors(void) {
+    float x[64] = {0};
+    uint8_t b[64 * 4];
+    T_CHECK(duet_quantize_row(DUET_QTYPE_Q4_0, x, b, 31) == DUET_ERR_ARG &&
+                strstr(duet_last_error(), "multiple"), "quantize: n not a block multiple");
+    T_CHECK(duet_dequantize_row(DUET_QTYPE_Q4_K, b, x, 32) == DUET_ERR_ARG,
+            "dequantize: n not a block multiple");
+    T_CHECK(duet_dequantize_row(DUET_QTYPE_Q2_K, b, x, 256) == DUET_ERR_UNSUPPORTED &&
+                strstr(duet_last_error(), "q2_K"), "dequantize: known but unsupported type named");
+    T_CHECK(duet_quantize_row((duet_qtype)4, x, b, 32) == DUET_ERR_UNSUPPORTED,
+            "quantize: unknown type");
+    float y[64];
+    T_CHECK(duet_quant_matvec(DUET_QTYPE_Q8_0, b, 1, 48, x, y, NULL) == DUET_ERR_ARG,
+            "matvec: K not a block multiple");
+    T_CHECK(duet_quant_matvec(DUET_QTYPE_Q2_K, b, 1, 256, x, y, NULL) == DUET_ERR_UNSUPPORTED,
+            "matvec: type without kernels");
+    T_CHECK(duet_quant_scratch_bytes(DUET_QTYPE_Q4_K, 512, 3) == 3 * 2 * Q8_K_BYTES &&
+                duet_quant_scratch_bytes(DUET_QTYPE_Q4_0, 64, 2) == 2 * 2 * Q8_0_BYTES &&
+                duet_quant_scratch_bytes(DUET_QTYPE_F16, 64, 2) == 0,
+            "scratch sizes");
+}
+
+/* ======================================================================== */
+/* Quantize -> dequantize error                                              */
+/* ======================================================================== */
+
+/* Test signals, n values: 0 gaussian, 1 gaussian with outliers, 2 all zero,
+ * 3 constant, 4 tiny (1e-6), 5 large (1e3), 6 all positive, 7 all negative. */
+static void signal(float *x, int64_t n, int kind, uint64_t seed) {
+    gauss(x, n, seed, 1.0f);
+    for (int64_t i = 0; i < n; i++) {
+        switch (kind) {
+        case 1: if (i % 37 == 5) x[i] *= 12.0f; break;
+        case 2: x[i] = 0.0f; break;
+        case 3: x[i] = 0.75f; break;
+        case 4: x[i] *= 1e-6f; break;
+        case 5: x[i] *= 1e3f; break;
+        case 6: x[i] = fabsf(x[i]) + 0.5f; break;
+        case 7: x[i] = -fabsf(x[i]) - 2.0f; break;
+        default: break;
+        }
+    }
+}
+#define NSIGNALS 8
+
+/* Per-value bound for the 32-blocks and Q8_K from the stored scales:
+ * Q8_0/Q8_K half a step; Q4_0/Q5_0 a full step (the extreme value of the
+ * other sign than the one mapped to the lowest level can clip by one step,
+ * as in ggml); Q4_1/Q5_1 half a step plus the rounding of q*d + m. */
+static double value_bound(duet_qtype t, const uint8_t *blk, const float *x, int i) {
+    (void)x;
+    const double rel = 1e-5; /* x * (1/d) in float */
+    switch (t) {
+    case DUET_QTYPE_Q8_0: return 0.5 * fabs((double)q_f16(blk)) * (1 + rel);
+    case DUET_QTYPE_Q4_0:
+    case DUET_QTYPE_Q5_0: return fabs((double)q_f16(blk)) * (1 + rel);
+    case DUET_QTYPE_Q4_1:
+    case DUET_QTYPE_Q5_1: {
+        double d = q_f16(blk), m = q_f16(blk + 2);
+        double top = fabs(m) + 31 * d;
+        return 0.5 * d * (1 + rel) + top * 1.2e-7;
+    }
+    case DUET_QTYPE_Q8_K: return 0.5 * (double)q_f32(blk) * (1 + rel);
+    default: return INFINITY;
+    }
+    (void)i;
+}
+
+static void test_quant_error(void) {
+    /* RMSE / RMS(x) bounds for gaussian data, ~15% above what this quantizer
+     * measures; they catch a wrong scale, a wrong packing or a bad fit. With
+     * outliers (signal 1) blocks holding one get coarse steps: a second bound.
+     * Tiny values (signal 4, 1e-6) need scales below f16's subnormal range:
+     * every format with f16 scales loses precision there (f16 itself has
+     * ~1.8% error), so only a loose bound applies. */
+    static const struct { duet_qtype t; double rmse, outliers; } bounds[] = {
+        {DUET_QTYPE_Q4_0, 0.10, 0.20},     {DUET_QTYPE_Q4_1, 0.092, 0.125},
+        {DUET_QTYPE_Q5_0, 0.05, 0.107},    {DUET_QTYPE_Q5_1, 0.044, 0.061},
+        {DUET_QTYPE_Q8_0, 0.0064, 0.0134}, {DUET_QTYPE_Q4_K, 0.083, 0.118},
+        {DUET_QTYPE_Q5_K, 0.042, 0.06},    {DUET_QTYPE_Q6_K, 0.0206, 0.038},
+        {DUET_QTYPE_Q8_K, 0.0085, 0.027},  {DUET_QTYPE_F16, 2.5e-4, 2.5e-4},
+        {DUET_QTYPE_BF16, 1.9e-3, 1.9e-3}, {DUET_QTYPE_F32, 0.0, 0.0},
+    };
+    const int64_t n = 4096;
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+    uint8_t *b = malloc((size_t)n * sizeof(float)); /* the widest type, f32 */
+    for (size_t k = 0; k < sizeof bounds / sizeof bounds[0]; k++) {
+        const duet_qtype t = bounds[k].t;
+        const int64_t bs = duet_qtype_block_size(t), bb = duet_qtype_block_bytes(t);
+        for (int kind = 0; kind < NSIGNALS; kind++) {
+            signal(x, n, kind, 100 + (uint64_t)kind);
+            duet_status st = duet_quantize_row(t, x, b, n);
+            st = st == DUET_OK ? duet_dequantize_row(t, b, y, n) : st;
+            double se = 0, sx = 0, worst = 0;
+            int finite = 1, within = 1;
+            for (int64_t i = 0; i < n; i++) {
+                double e = (double)y[i] - (double)x[i];
+                finite &= isfinite(y[i]);
+                se += e * e, sx += (double)x[i] * (double)x[i];
+                double bound = value_bound(t, b + (i / bs) * bb, x, (int)(i % bs));
+                if (fabs(e) > bound) within = 0;
+                if (isfinite(bound) && fabs(e) / (bound > 0 ? bound : 1) > worst)
+                    worst = fabs(e) / (bound > 0 ? bound : 1);
+            }
+            double rel = sx > 0 ? sqrt(se / sx) : sqrt(se / (double)n);
+            T_CHECK(st == DUET_OK && finite, "%s signal %d: quantizes to finite values",
+                    duet_qtype_name(t), kind);
+            T_CHECK(within, "%s signal %d: every value within its block's bound (worst %.3f "
+                    "of the bound)", duet_qtype_name(t), kind, worst);
+            /* exact signals: zeros everywhere; constants exactly for the affine types */
+            if (kind == 2) T_CHECK(se == 0, "%s: zeros stay zero", duet_qtype_name(t));
+            else if (kind == 4)
+                T_CHECK(rel <= 0.15, "%s tiny values: relative RMSE %.5f <= 0.15",
+                        duet_qtype_name(t), rel);
+            else {
+                const double bound = kind == 1 ? bounds[k].outliers : bounds[k].rmse;
+                T_CHECK(rel <= bound, "%s signal %d: relative RMSE %.5f <= %.5f",
+                        duet_qtype_name(t), kind, rel, bound);
+            }
+            if (getenv("DUET_TEST_VERBOSE"))
+                printf("  %-5s signal %d: rel rmse %.5f\n", duet_qtype_name(t), kind, rel);
+        }
+    }
+    /* Q8_K invariants the dots rely on: |q| <= 127 and bsums = group sums */
+    signal(x, n, 1, 7);
+    duet_quantize_row(DUET_QTYPE_Q8_K, x, b, n);
+    int ok = 1;
+    for (int64_t blk = 0; blk < n / QK_K; blk++) {
+        const uint8_t *p = b + blk * Q8_K_BYTES;
+        for (int g = 0; g < 16; g++) {
+            int s = 0;
+            for (int l = 0; l < 16; l++) {
+                int q = (int8_t)p[Q8_K_QS + 16 * g + l];
+                ok &= q >= -127 && q <= 127;
+                s += q;
+            }
+            ok &= s == q_i16(p + Q8_K_BSUMS + 2 * g);
+        }
+    }
+    T_CHECK(ok, "q8_K: values in [-127, 127], bsums are the 16-value sums");
+    /* Q8_0 activations stay in [-127, 127] (the SIMD sign trick needs it) */
+    duet_quantize_row(DUET_QTYPE_Q8_0, x, b, n);
+    ok = 1;
+    for (int64_t blk = 0; blk < n / QK; blk++)
+        for (int l = 0; l < QK; l++) ok &= (int8_t)b[blk * Q8_0_BYTES + 2 + l] != -128;
+    T_CHECK(ok, "q8_0: quantizer never emits -128");
+    /* f16 / bf16 quantize = the round-to-nearest-even conversions */
+    uint16_t h[64];
+    duet_quantize_row(DUET_QTYPE_F16, x, b, 64);
+    duet_f32_to_f16(h, x, 64);
+    T_CHECK(memcmp(b, h, sizeof h) == 0, "f16 quantize = duet_f32_to_f16");
+    duet_quantize_row(DUET_QTYPE_BF16, x, b, 64);
+    duet_f32_to_bf16(h, x, 64);
+    T_CHECK(memcmp(b, h, sizeof h) == 0, "bf16 quantize = duet_f32_to_bf16");
+    free(x);
+    free(y);
+    free(b);
+}
+
+/* ======================================================================== */
+/* Dot products                                                              */
+/* ======================================================================== */
+
+/* Random-bytes weights with valid scales: every bit pattern of the quants
+ * (Q8_0's -128 included), scales finite. */
+static void random_blocks(duet_qtype t, uint8_t *w, int64_t n, uint64_t seed) {
+    const int64_t bytes = duet_qtype_row_bytes(t, n), nb = n / duet_qtype_block_size(t);
+    const int64_t bb = duet_qtype_block_bytes(t);
+    duet_rng r;
+    duet_rng_init(&r, seed);
+    for (int64_t i = 0; i < bytes; i++) w[i] = (uint8_t)(duet_rng_next(&r) * 256.0f);
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t *p = w + i * bb;
+        uint16_t d = duet_f32_to_f16_1((duet_rng_next(&r) - 0.5f) * 0.05f);
+        uint16_t m = duet_f32_to_f16_1((duet_rng_next(&r) - 0.5f) * 0.5f);
+        switch (t) {
+        case DUET_QTYPE_F32: { float v = duet_rng_next(&r) - 0.5f; memcpy(p, &v, 4); break; }
+        case DUET_QTYPE_F16: q_put_u16(p, duet_f32_to_f16_1(duet_rng_next(&r) - 0.5f)); break;
+        case DUET_QTYPE_BF16: q_put_u16(p, duet_f32_to_bf16_1(duet_rng_next(&r) - 0.5f)); break;
+        case DUET_QTYPE_Q6_K: q_put_u16(p + Q6_K_D, d); break;
+        case DUET_QTYPE_Q4_1: case DUET_QTYPE_Q5_1: case DUET_QTYPE_Q4_K: case DUET_QTYPE_Q5_K:
+            q_put_u16(p, d);
+            q_put_u16(p + 2, m);
+            break;
+        default: q_put_u16(p, d); break;
+        }
+    }
+}
+
+/* An honest scale for rounding: sum over values of |x| times the largest
+ * magnitude a weight of that (sub-)block can have from its parts (scale
+ * term plus min term), so cancellation inside a block's sum is covered. */
+static double dot_mag(duet_qtype t, const uint8_t *w, const float *w_deq, const float *x, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double cap;
+        const int64_t bs = duet_qtype_block_size(t);
+        const uint8_t *p = w + (i / bs) * duet_qtype_block_bytes(t);
+        const int j = (int)(i % bs);
+        uint8_t sc[8], m[8];
+        switch (t) {
+        case DUET_QTYPE_Q4_0: cap = 8 * fabs((double)q_f16(p)); break;
+        case DUET_QTYPE_Q5_0: cap = 16 * fabs((double)q_f16(p)); break;
+        case DUET_QTYPE_Q8_0: cap = 128 * fabs((double)q_f16(p)); break;
+        case DUET_QTYPE_Q4_1: cap = 15 * fabs((double)q_f16(p)) + fabs((double)q_f16(p + 2)); break;
+        case DUET_QTYPE_Q5_1: cap = 31 * fabs((double)q_f16(p)) + fabs((double)q_f16(p + 2)); break;
+        case DUET_QTYPE_Q4_K: case DUET_QTYPE_Q5_K:
+            q_k_scales(p + 4, sc, m);
+            cap = (t == DUET_QTYPE_Q4_K ? 15 : 31) * fabs((double)q_f16(p)) * sc[j / 32] +
+                  fabs((double)q_f16(p + 2)) * m[j / 32];
+            break;
+        case DUET_QTYPE_Q6_K:
+            cap = 32 * fabs((double)q_f16(p + Q6_K_D)) * abs((int8_t)p[Q6_K_SCALES + j / 16]);
+            break;
+        default: cap = fabs((double)w_deq[i]); break;
+        }
+        s += cap * fabs((double)x[i]);
+    }
+    return s;
+}
+
+typedef struct ktable {
+    const char *name;
+    const duet_quant_kernels *k;
+} ktable;
+
+static int kernel_tables(ktable *out) {
+    int n = 0;
+    out[n++] = (ktable){"scalar", &duet_quant_kernels_scalar};
+#if defined(__x86_64__)
+    unsigned f = duet_cpu_features();
+    unsigned avx2 = DUET_CPU_AVX2 | DUET_CPU_FMA | DUET_CPU_F16C;
+    unsigned avx512 = DUET_CPU_AVX512F | DUET_CPU_AVX512BW | DUET_CPU_AVX512VL | DUET_CPU_AVX512DQ |
+                      DUET_CPU_FMA | DUET_CPU_F16C;
+    if ((f & avx2) == avx2) out[n++] = (ktable){"avx2", &duet_quant_kernels_avx2};
+    if ((f & avx512) == avx512) out[n++] = (ktable){"avx512", &duet_quant_kernels_avx512};
+    if ((f & avx512) == avx512 && (f & DUET_CPU_AVX512_VNNI))
+        out[n++] = (ktable){"avx512-vnni", &duet_quant_kernels_avx512_vnni};
+#endif
+    return n;
+}
+
+static void test_dots(void) {
+    ktable tabs[4];
+    const int ntabs = kernel_tables(tabs);
+    printf("  dot kernels tested:");
+    for (int i = 0; i < ntabs; i++) printf(" %s", tabs[i].name);
+    printf("\n");
+    const int64_t NMAX = 8192;
+    float *x = malloc(NMAX * sizeof(float)), *xd = malloc(NMAX * sizeof(float));
+    float *wf = malloc(NMAX * sizeof(float)), *wd = malloc(NMAX * sizeof(float));
+    uint8_t *w = malloc((size_t)NMAX * 4 + 64), *xq = malloc((size_t)NMAX * 4 + 64);
+    static const int64_t sizes[] = {256, 512, 768, 2048, 4096 + 256, 8192};
+    for (int ti = 0; ti < NW; ti++) {
+        const duet_qtype t = WEIGHTS[ti], dt = duet_qtype_dot_type(t);
+        double worst_simd[4] = {0}, worst_ref = 0;
+        int ok_ref = 1, ok_simd[4] = {1, 1, 1, 1}, ok_exact = 1;
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+            const int64_t n = sizes[si];
+            for (int mode = 0; mode < 3; mode++) {
+                const uint64_t seed = 1000 * (uint64_t)ti + 10 * si + (uint64_t)mode;
+                /* weights: 0 quantized gaussian, 1 random bytes, 2 quantized outliers */
+                if (mode == 1) random_blocks(t, w, n, seed);
+                else {
+                    signal(wf, n, mode == 2 ? 1 : 0, seed);
+                    duet_quantize_row(t, wf, w, n);
+                }
+                signal(x, n, mode == 2 ? 1 : 0, seed + 7);
+                duet_quantize_row(dt, x, xq, n);
+                duet_dequantize_row(t, w, wd, n);
+                duet_dequantize_row(dt, xq, xd, n);
+                double exact = 0;
+                for (int64_t i = 0; i < n; i++) exact += (double)wd[i] * (double)xd[i];
+                const double mag = dot_mag(t, w, wd, xd, n) + 1e-30;
+                const float ref = duet_quant_dot_ref(t, n, w, xq);
+                const double eref = fabs((double)ref - exact) / mag;
+                worst_ref = fmax(worst_ref, eref);
+                ok_ref &= eref <= 1e-6;
+                for (int k = 0; k < ntabs; k++) {
+                    const float got = duet_quant_dot_fn(tabs[k].k, t)(n, w, xq);
+                    const double e = fabs((double)got - (double)ref) / mag;
+                    worst_simd[k] = fmax(worst_simd[k], e);
+                    ok_simd[k] &= e <= 1e-5;
+                    if (k == 0) ok_exact &= memcmp(&got, &ref, sizeof got) == 0;
+                }
+            }
+        }
+        T_CHECK(ok_ref, "%s: reference dot vs double dot of dequantized values (worst %.2e of "
+                "the magnitude)", duet_qtype_name(t), worst_ref);
+        T_CHECK(ok_exact, "%s: scalar table entry is the reference", duet_qtype_name(t));
+        for (int k = 1; k < ntabs; k++)
+            T_CHECK(ok_simd[k], "%s: %s dot vs reference (worst %.2e of the magnitude)",
+                    duet_qtype_name(t), tabs[k].name, worst_simd[k]);
+    }
+    /* the public entry follows duet_kernel_force */
+    const char *sets[] = {"scalar", "avx2", "avx512"};
+    const duet_qtype t = DUET_QTYPE_Q4_K;
+    const int64_t n = 1024;
+    signal(wf, n, 0, 5);
+    signal(x, n, 0, 6);
+    duet_quantize_row(t, wf, w, n);
+    duet_quantize_row(DUET_QTYPE_Q8_K, x, xq, n);
+    for (int s = 0; s < 3; s++) {
+        if (duet_kernel_force(sets[s]) != DUET_OK) continue;
+        const duet_quant_kernels *k = duet_quant_kernels_select(sets[s], duet_cpu_features());
+        float a = duet_quant_dot(t, n, w, xq), b = duet_quant_dot_fn(k, t)(n, w, xq);
+        T_CHECK(memcmp(&a, &b, sizeof a) == 0, "duet_quant_dot uses the %s set's kernel", sets[s]);
+    }
+    duet_kernel_force("scalar");
+    duet_kernel_force(duet_kernel_isa()); /* no-op; restore the best below */
+    free(x), free(xd), free(wf), free(wd), free(w), free(xq);
+}
+
+/* ======================================================================== */
+/* matvec / matmul                                                           */
+/* ======================================================================== */
+
+static void test_matmul(void) {
+    const char *sets[] = {"scalar", "avx2", "avx512"};
+    const int64_t M = 37, K = 512, N = 5;
+    float *X = malloc(N * K * sizeof(float)), *Wf = malloc(M * K * sizeof(float));
+    float *Y = malloc(N * M * sizeof(float)), *Y2 = malloc(N * M * sizeof(float));
+    float *Wd = malloc(M * K * sizeof(float)), *Xd = malloc(N * K * sizeof(float));
+    uint8_t *W = malloc((size_t)M * K * 4), *xq = malloc((size_t)K * 4);
+    signal(X, N * K, 0, 11);
+    signal(Wf, M * K, 0, 12);
+    const int threads0 = duet_get_threads();
+    for (int s = 0; s < 3; s++) {
+        if (duet_kernel_force(sets[s]) != DUET_OK) continue;
+        for (int ti = 0; ti < NW; ti++) {
+            const duet_qtype t = WEIGHTS[ti], dt = duet_qtype_dot_type(t);
+            const int64_t wrb = duet_qtype_row_bytes(t, K);
+            duet_quantize_row(t, Wf, W, M * K);
+            /* matvec = one dot per row, with the activations quantized once */
+            duet_status st = duet_quant_matvec(t, W, M, K, X, Y, NULL);
+            duet_quantize_row(dt, X, xq, K);
+            int same = st == DUET_OK;
+            for (int64_t r = 0; r < M; r++) {
+                float want = duet_quant_dot(t, K, W + r * wrb, dt == DUET_QTYPE_F32 ? (const void *)X : xq);
+                same &= memcmp(&Y[r], &want, sizeof want) == 0;
+            }
+            T_CHECK(same, "%s %s: matvec rows = duet_quant_dot", sets[s], duet_qtype_name(t));
+            /* matmul: each output is the dot of its activation row, whatever
+             * the thread count; with caller scratch */
+            int64_t sb = duet_quant_scratch_bytes(t, K, N);
+            void *scratch = malloc((size_t)(sb > 0 ? sb : 1));
+            duet_set_threads(1);
+            st = duet_quant_matmul(t, W, M, K, X, N, Y, scratch);
+            duet_set_threads(2);
+            duet_status st2 = duet_quant_matmul(t, W, M, K, X, N, Y2, NULL);
+            duet_set_threads(threads0);
+            same = st == DUET_OK && st2 == DUET_OK && memcmp(Y, Y2, N * M * sizeof(float)) == 0;
+            T_CHECK(same, "%s %s: matmul identical with 1 and 2 threads", sets[s], duet_qtype_name(t));
+            duet_dequantize_row(t, W, Wd, M * K);
+            double worst = 0;
+            for (int64_t n = 0; n < N; n++) {
+                duet_quantize_row(dt, X + n * K, xq, K);
+                duet_dequantize_row(dt, xq, Xd + n * K, K);
+                for (int64_t r = 0; r < M; r++) {
+                    double e = 0, mag = 0;
+                    for (int64_t k = 0; k < K; k++) {
+                        e += (double)Wd[r * K + k] * (double)Xd[n * K + k];
+                        mag += fabs((double)Wd[r * K + k] * (double)Xd[n * K + k]);
+                    }
+                    worst = fmax(worst, fabs(e - (double)Y[n * M + r]) / (mag + 1e-30));
+                }
+            }
+            T_CHECK(worst < 1e-4, "%s %s: matmul Y[n, r] = X[n] . W[r] (worst %.2e)", sets[s],
+                    duet_qtype_name(t), worst);
+            free(scratch);
+        }
+    }
+    duet_kernel_force("scalar");
+    free(X), free(Wf), free(Y), free(Y2), free(Wd), free(Xd), free(W), free(xq);
+}
+
+/* ======================================================================== */
+/* Timing (DUET_QUANT_BENCH=1 only)                                          */
+/* ======================================================================== */
+
+static double now_s(void) { return omp_get_wtime(); }
+
+static void bench_matvec(void) {
+    const int64_t M = 5632, K = 2048; /* ne = {2048, 5632}: an FFN up/gate matrix */
+    const duet_qtype types[] = {DUET_QTYPE_Q8_0, DUET_QTYPE_Q4_0, DUET_QTYPE_Q4_K,
+                                DUET_QTYPE_Q6_K, DUET_QTYPE_F16};
+    float *wf = malloc(M * K * sizeof(float)), *x = malloc(K * sizeof(float)), *y = malloc(M * sizeof(float));
+    uint8_t *w = malloc((size_t)M * K * 2), *scratch = malloc((size_t)K * 2);
+    signal(wf, M * K, 0, 1);
+    signal(x, K, 0, 2);
+    printf("  matvec %lld x %lld, %d threads, kernels %s\n", (long long)M, (long long)K,
+           duet_get_threads(), duet_kernel_isa());
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        const duet_qtype t = types[i];
+        duet_quantize_row(t, wf, w, M * K);
+        const double bytes = (double)duet_qtype_row_bytes(t, K) * (double)M;
+        duet_quant_matvec(t, w, M, K, x, y, scratch);
+        double best = 1e9;
+        for (int rep = 0; rep < 5; rep++) {
+            const int iters = 10;
+            double t0 = now_s();
+            for (int it = 0; it < iters; it++) duet_quant_matvec(t, w, M, K, x, y, scratch);
+            best = fmin(best, (now_s() - t0) / iters);
+        }
+        printf("    %-5s %7.2f MB  %7.3f ms  %6.2f GB/s\n", duet_qtype_name(t), bytes / 1e6,
+               best * 1e3, bytes / best / 1e9);
+    }
+    free(wf), free(x), free(y), free(w), free(scratch);
+}
+
+int main(void) {
+    duet_init();
+    const char *best = duet_kernel_isa();
+    char isa[16];
+    snprintf(isa, sizeof isa, "%s", best);
+    test_table();
+    test_dequant_fixture();
+    test_errors();
+    test_quant_error();
+    test_dots();
+    test_matmul();
+    duet_kernel_force(isa);
+    if (getenv("DUET_QUANT_BENCH")) bench_matvec();
+    return t_done();
+}
