@@ -1144,6 +1144,7 @@ duet_tokenizer *duet_tokenizer_load(const char *path) {
     duet_json *root = NULL;
     duet_tokenizer *t = NULL;
     int32_t *added_id = NULL;
+    const duet_json **src = NULL; /* id -> its vocab member */
     char *tmp = NULL;
     uint32_t b2c[256];
     int16_t c2b[324];
@@ -1210,16 +1211,12 @@ duet_tokenizer *duet_tokenizer_load(const char *path) {
 
     t = duet_calloc(1, sizeof *t);
     added_id = duet_alloc((size_t)V * sizeof *added_id); /* id -> index in added_tokens, or -1 */
-    const duet_json **src = NULL;
     if (!t || !added_id) goto nomem;
     t->V = V;
     t->tok_off = duet_alloc((size_t)(V + 1) * sizeof *t->tok_off);
     t->special = duet_calloc((size_t)V, 1);
-    src = duet_calloc((size_t)V, sizeof *src); /* id -> its vocab member */
-    if (!t->tok_off || !t->special || !src) {
-        duet_free(src);
-        goto nomem;
-    }
+    src = duet_calloc((size_t)V, sizeof *src);
+    if (!t->tok_off || !t->special || !src) goto nomem;
     for (int64_t id = 0; id < V; id++) added_id[id] = -1;
     for (int64_t i = 0; i < nadded; i++) {
         const duet_json *a = &added->items[i];
@@ -1232,7 +1229,6 @@ duet_tokenizer *duet_tokenizer_load(const char *path) {
         const duet_json *m = &vocab->items[i];
         int64_t id = m->i64;
         if (src[id]) {
-            duet_free(src);
             LOAD_FAIL(DUET_ERR_FORMAT, "tokenizer '%s': model.vocab gives id %lld to both \"%s\" "
                       "and \"%s\"", path, (long long)id, src[id]->key, m->key);
         }
@@ -1247,17 +1243,13 @@ duet_tokenizer *duet_tokenizer_load(const char *path) {
     }
     for (int64_t id = 0; id < V; id++) {
         if (!src[id] && added_id[id] < 0) {
-            duet_free(src);
             LOAD_FAIL(DUET_ERR_FORMAT, "tokenizer '%s': no token has id %lld (ids must run "
                       "0..%lld without gaps)", path, (long long)id, (long long)(V - 1));
         }
     }
     t->pool = duet_alloc((size_t)pool_bytes);
     tmp = duet_alloc((size_t)(2 * maxlen + 8));
-    if (!t->pool || !tmp) {
-        duet_free(src);
-        goto nomem;
-    }
+    if (!t->pool || !tmp) goto nomem;
     int64_t off = 0;
     for (int64_t id = 0; id < V; id++) {
         t->tok_off[id] = off;
@@ -1269,19 +1261,15 @@ duet_tokenizer *duet_tokenizer_load(const char *path) {
             n = c->len;
         } else {
             n = from_byte_level(src[id]->key, src[id]->key_len, c2b, dst);
-            if (n < 0) {
-                const char *key = src[id]->key;
-                duet_free(src);
+            if (n < 0)
                 LOAD_FAIL(DUET_ERR_FORMAT, "tokenizer '%s': model.vocab entry \"%s\" (id %lld) "
                           "is not in the ByteLevel alphabet; only byte-level BPE vocabularies "
-                          "(GPT-2 style) are supported", path, key, (long long)id);
-            }
+                          "(GPT-2 style) are supported", path, src[id]->key, (long long)id);
         }
         dst[n] = 0;
         off += n + 1;
     }
     t->tok_off[V] = off;
-    duet_free(src);
     char where[512];
     snprintf(where, sizeof where, "tokenizer '%s'", path);
     if (tok_finish_tokens(t, where) != DUET_OK) goto fail;
@@ -1335,6 +1323,7 @@ duet_tokenizer *duet_tokenizer_load(const char *path) {
     }
     if (tok_finish_merges(t) != DUET_OK) goto fail;
     duet_free(tmp);
+    duet_free(src);
     duet_free(added_id);
     duet_json_free(root);
     duet_free(text);
@@ -1343,6 +1332,7 @@ nomem:
     duet_set_error(DUET_ERR_NOMEM, "tokenizer '%s': out of memory", path);
 fail:
     duet_free(tmp);
+    duet_free(src);
     duet_free(added_id);
     duet_tokenizer_free(t);
     duet_json_free(root);
