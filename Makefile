@@ -58,9 +58,10 @@ $(BUILD)/src/kernels/%_avx512.o: XFLAGS := -O3 -mavx512f -mavx512bw -mavx512vl -
 $(BUILD)/src/kernels/%.o:        XFLAGS ?= -O3
 
 .PHONY: all lib test asan demo bench fixtures clean data models deps
+all: lib $(BUILD)/duet
+
 deps:
 	@sh tools/deps.sh
-all: lib $(BUILD)/duet
 
 lib: $(BUILD)/libduet.a $(BUILD)/libduet.so
 
