@@ -64,7 +64,7 @@ static duet_tokenizer *open_tokenizer(const char *cmd, const char *path, int *rc
 
 static void train_progress(void *ud, int64_t done, int64_t total) {
     cli_progress *p = ud;
-    cli_progress_update(p, done, "merges");
+    cli_progress_update(p, done, NULL);
 }
 
 static int tok_train(int argc, char **argv) {
