@@ -827,7 +827,8 @@ const duet_quant_kernels *duet_quant_kernels_select(const char *isa, unsigned fe
 
 duet_qdot_fn duet_quant_dot_fn(const duet_quant_kernels *k, duet_qtype t) {
     if ((int)t < 0 || t >= DUET_QTYPE_COUNT) return NULL;
-    if (k && k->dot[t]) return k->dot[t];
+    for (; k; k = k->fallback)
+        if (k->dot[t]) return k->dot[t];
     return duet_quant_kernels_scalar.dot[t];
 }
 

@@ -99,7 +99,8 @@ typedef float (*duet_qdot_fn)(int64_t n, const void *w, const void *x);
 
 typedef struct duet_quant_kernels {
     const char *isa;
-    duet_qdot_fn dot[DUET_QTYPE_COUNT]; /* indexed by duet_qtype; NULL = scalar */
+    duet_qdot_fn dot[DUET_QTYPE_COUNT]; /* indexed by duet_qtype; NULL = ask fallback */
+    const struct duet_quant_kernels *fallback; /* for NULL entries; NULL = scalar */
 } duet_quant_kernels;
 
 extern const duet_quant_kernels duet_quant_kernels_scalar;
@@ -113,7 +114,7 @@ extern const duet_quant_kernels duet_quant_kernels_avx512_vnni; /* + VNNI vpdpbu
  * with DUET_CPU_* features (VNNI picks the vpdpbusd variant). */
 const duet_quant_kernels *duet_quant_kernels_select(const char *isa, unsigned features);
 
-/* The dot for type t in table k, falling back to the scalar one. */
+/* The dot for type t in table k, else its fallback chain, else scalar. */
 duet_qdot_fn duet_quant_dot_fn(const duet_quant_kernels *k, duet_qtype t);
 
 #endif
