@@ -74,6 +74,17 @@ int cmd_text(int argc, char **argv);         /* cmd_text.c */
 int cmd_train(int argc, char **argv);        /* cmd_train_text.c: dispatches `train <kind>` */
 int cmd_train_text(int argc, char **argv);   /* cmd_train_text.c */
 int cmd_data(int argc, char **argv);
+int cmd_train_image(int argc, char **argv);  /* cmd_train_image.c: `train image` */
+int cmd_image(int argc, char **argv);        /* cmd_image.c */
+int cmd_eval(int argc, char **argv);         /* cmd_eval.c: `eval image` */
+
+/* Painter data (cmd_train_image.c): spec is "fashion-mnist" (the Debian
+ * folder), "fashion-mnist:DIR", a folder holding Fashion-MNIST's IDX files,
+ * or a folder of images (one sub-folder per class). size 0 keeps the data's
+ * own (Fashion-MNIST 28, folders 32); channels 0 the default (folders 3).
+ * Returns 0, or prints the error and returns the exit code. */
+int cli_load_images(const char *cmd, const char *spec, duet_split split, int64_t size, int channels,
+                    duet_dataset *d);
 
 /* A tokenizer as its tokenizer.json text (duet_free it) and back; a model
  * file embeds that text in "duet.tokenizer" (cmd_train_text.c). NULL on

@@ -105,6 +105,7 @@ typedef struct {
 
 static const train_kind train_kinds[] = {
     {"text", cmd_train_text, "a storyteller (transformer language model) on a text corpus"},
+    {"image", cmd_train_image, "a painter (diffusion UNet) on Fashion-MNIST or an image folder"},
 };
 #define NKINDS ((int)(sizeof train_kinds / sizeof *train_kinds))
 
