@@ -483,6 +483,18 @@ static void test_header_rules(void) {
         for (int i = 0; i < 8; i++) b[i] = (unsigned char)(n >> (8 * i));
         st = open_mem("lim.safetensors", b, 16);
         T_CHECK(!st && strstr(duet_last_error(), "limit"), "N = 1e8+1: %s", duet_last_error());
+        /* N just past the end (by 1 byte): refused before any header byte is read */
+        n = 9;
+        for (int i = 0; i < 8; i++) b[i] = (unsigned char)(n >> (8 * i));
+        memcpy(b + 8, "{}      ", 8);
+        st = open_mem("lim.safetensors", b, 16);
+        T_CHECK(!st && strstr(duet_last_error(), "header size 9 runs past the end of the file (16 bytes)"),
+                "N = size - 8 + 1: %s", duet_last_error());
+        n = 8;
+        for (int i = 0; i < 8; i++) b[i] = (unsigned char)(n >> (8 * i));
+        st = open_mem("lim.safetensors", b, 16);
+        T_CHECK(st && duet_st_count(st) == 0, "N = size - 8 exactly: %s", duet_last_error());
+        duet_st_close(st);
         memset(b, 0xff, 8);
         st = open_mem("lim.safetensors", b, 16);
         T_CHECK(!st && strstr(duet_last_error(), "18446744073709551615"), "N = 2^64-1: %s",
@@ -632,6 +644,23 @@ static void test_roundtrip(void) {
     T_CHECK(duet_st_writer_meta(w, "k", "\xc0\xaf") == DUET_ERR_ARG, "overlong UTF-8 value refused");
     duet_status s = duet_st_writer_write(w, path);
     T_CHECK(s == DUET_OK, "write: %s", duet_last_error());
+    duet_st_writer_free(w);
+
+    /* duplicate names among many (the writer's name set rehashes as it grows) */
+    w = duet_st_writer_new();
+    int dup_ok = 1;
+    char nm[32];
+    for (int i = 0; i < 3000 && dup_ok; i++) {
+        snprintf(nm, sizeof nm, "layer.%d.w", i);
+        dup_ok = duet_st_writer_add(w, nm, DUET_DTYPE_F32, 1, (int64_t[]){1}, a) == DUET_OK;
+    }
+    for (int i = 0; i < 3000 && dup_ok; i += 7) {
+        snprintf(nm, sizeof nm, "layer.%d.w", i);
+        dup_ok = duet_st_writer_add(w, nm, DUET_DTYPE_F32, 1, (int64_t[]){1}, a) == DUET_ERR_ARG;
+    }
+    T_CHECK(dup_ok && duet_st_writer_add(w, "layer.3000.w", DUET_DTYPE_F32, 1, (int64_t[]){1}, a) ==
+                          DUET_OK,
+            "3000 names: every re-added one is refused, a new one accepted");
     duet_st_writer_free(w);
 
     size_t n;

@@ -647,7 +647,49 @@ struct duet_st_writer {
     int64_t nt, cap_t;
     wt_meta *m;
     int64_t nm, cap_m;
+    /* open-addressing set of tensor indices + 1 (0 = empty), keyed by name,
+     * so refusing a duplicate name stays O(1) with 100k+ tensors */
+    int64_t *slots;
+    int64_t nslots;  /* a power of two, at least twice nt */
 };
+
+static uint64_t name_hash(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Slot holding `name`, or the empty slot where it would go. */
+static int64_t find_slot(const duet_st_writer *w, const char *name, size_t nl) {
+    int64_t mask = w->nslots - 1, i = (int64_t)(name_hash(name, nl) & (uint64_t)mask);
+    for (;;) {
+        int64_t k = w->slots[i];
+        if (k == 0) return i;
+        const wt_tensor *t = w->t[k - 1];
+        if (t->name_len == nl && memcmp(t->name, name, nl) == 0) return i;
+        i = (i + 1) & mask;
+    }
+}
+
+/* Makes room for one more name in the set (rehashes into a bigger table). */
+static int reserve_slots(duet_st_writer *w) {
+    if (w->nslots >= 2 * (w->nt + 1)) return 1;
+    int64_t ns = w->nslots ? w->nslots * 2 : 64;
+    int64_t *old = w->slots, old_n = w->nslots;
+    w->slots = duet_calloc((size_t)ns, sizeof *w->slots);
+    if (!w->slots) {
+        w->slots = old;
+        return 0;
+    }
+    w->nslots = ns;
+    for (int64_t i = 0; i < old_n; i++)
+        if (old[i]) {
+            const wt_tensor *t = w->t[old[i] - 1];
+            w->slots[find_slot(w, t->name, t->name_len)] = old[i];
+        }
+    duet_free(old);
+    return 1;
+}
 
 duet_st_writer *duet_st_writer_new(void) {
     duet_st_writer *w = duet_alloc(sizeof *w);
@@ -664,6 +706,7 @@ void duet_st_writer_free(duet_st_writer *w) {
     }
     duet_free(w->t);
     duet_free(w->m);
+    duet_free(w->slots);
     duet_free(w);
 }
 
@@ -718,9 +761,10 @@ duet_status duet_st_writer_add(duet_st_writer *w, const char *name, duet_dtype d
         return duet_set_error(DUET_ERR_ARG, "safetensors: tensor '%s': shape too large", nm);
     if (numel > 0 && !data)
         return duet_set_error(DUET_ERR_ARG, "safetensors: tensor '%s': no data", nm);
-    for (int64_t i = 0; i < w->nt; i++)
-        if (strcmp(w->t[i]->name, name) == 0)
-            return duet_set_error(DUET_ERR_ARG, "safetensors: tensor '%s' added twice", nm);
+    if (!reserve_slots(w)) return DUET_ERR_NOMEM;
+    int64_t slot = find_slot(w, name, nl);
+    if (w->slots[slot])
+        return duet_set_error(DUET_ERR_ARG, "safetensors: tensor '%s' added twice", nm);
     if (!grow((void **)&w->t, w->nt, &w->cap_t, sizeof *w->t)) return DUET_ERR_NOMEM;
     size_t shape_off = (sizeof(wt_tensor) + 7) & ~(size_t)7;
     wt_tensor *t = duet_alloc(shape_off + (size_t)ndim * sizeof(int64_t) + nl + 1);
@@ -735,6 +779,7 @@ duet_status duet_st_writer_add(duet_st_writer *w, const char *name, duet_dtype d
     t->data = data;
     t->nbytes = numel * esize;
     w->t[w->nt++] = t;
+    w->slots[slot] = w->nt;
     return DUET_OK;
 }
 
