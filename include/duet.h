@@ -644,6 +644,9 @@ duet_status duet_write_file_atomic(const char *path, const void *data, size_t si
  *    alphabet, so the files load in `tokenizers` and vice versa.
  *  - Encoding then decoding gives back exactly the input bytes, for any
  *    bytes (invalid UTF-8 and NUL included).
+ * The same handle also holds the tokenizers of real models, built from
+ * arrays (duet_tokenizer_new_spm / _new_gpt2 below); the notes above are
+ * about duet's own kind (DUET_TOKENIZER_BYTE_BPE).
  * A tokenizer is immutable after construction: encode/decode from several
  * threads at once is safe. */
 typedef struct duet_tokenizer duet_tokenizer;
@@ -693,9 +696,11 @@ int32_t duet_tokenizer_eos(const duet_tokenizer *t);
 int32_t duet_tokenizer_pad(const duet_tokenizer *t);
 
 /* Encodes text[0..len) with DUET_TOK_* flags. Writes at most cap ids and
- * returns how many the whole text needs (never more than len + 2), so a
- * return value > cap means "call again with a bigger buffer". Returns -1
- * (DUET_ERR_NOMEM) only when scratch memory cannot be had. */
+ * returns how many the whole text needs (never more than len + 2 for the
+ * byte-level kinds; for SentencePiece vocabularies never more than
+ * 6 * len + 5, and near len + 2 when the vocabulary has "▁" and its byte
+ * tokens), so a return value > cap means "call again with a bigger buffer".
+ * Returns -1 (DUET_ERR_NOMEM) only when scratch memory cannot be had. */
 int64_t duet_tokenizer_encode(const duet_tokenizer *t, const char *text, int64_t len, unsigned flags,
                               int32_t *ids, int64_t cap);
 /* The bytes of one token (for streaming), special tokens as their text
@@ -711,6 +716,162 @@ int32_t duet_tokenizer_token_to_id(const duet_tokenizer *t, const char *bytes, i
 /* The token's bytes (owned by the tokenizer, NUL-terminated for
  * convenience; *len gets the length, NULs included) or NULL when out of range. */
 const char *duet_tokenizer_id_to_token(const duet_tokenizer *t, int32_t id, int64_t *len);
+
+/* ---- Tokenizers of real models ----
+ * Built from the arrays a model ships, so the same constructors serve GGUF
+ * metadata (tokenizer.ggml.tokens/.scores/.token_type/.merges/.pre), a
+ * llama2.c tokenizer.bin and a Hugging Face tokenizer.json:
+ *  - SentencePiece BPE (GGUF tokenizer.ggml.model "llama"; Llama 1/2,
+ *    Mistral, TinyLlama, llama2.c), done as llama.cpp does it: spaces become
+ *    U+2581 "▁", a "▁" goes before the text and after every special token
+ *    (add_space_prefix), the text is split into UTF-8 characters (a sequence
+ *    is as long as its lead byte says, cut at the end of the text), and the
+ *    adjacent pair whose concatenation is a piece with the highest score is
+ *    merged until none is left (ties: the leftmost pair). A character that is
+ *    no piece becomes its byte tokens "<0xXX>" (or the one-byte piece, or
+ *    unk).
+ *  - GPT-2 byte-level BPE (GGUF tokenizer.ggml.model "gpt2"; GPT-2, Llama 3,
+ *    Qwen2, SmolLM): the text is split by the pre-tokenizer the model names
+ *    (with real Unicode letter/number/space classes; invalid UTF-8 bytes
+ *    count as "other" characters), then merges apply by rank (lowest first,
+ *    ties leftmost) inside each piece. With ignore_merges (Llama 3) a piece
+ *    that is a token as a whole is taken as is.
+ *  - Special tokens are matched in the text before either: USER_DEFINED
+ *    tokens always, CONTROL and UNKNOWN ones only with DUET_TOK_SPECIALS
+ *    (leftmost match, the longest when several start there).
+ *  - Decoding: a token's bytes are, by type, NORMAL/UNKNOWN/UNUSED pieces
+ *    with "▁" turned back into spaces (SentencePiece) or the bytes a
+ *    byte-level string stands for (GPT-2), BYTE tokens their one byte,
+ *    CONTROL and USER_DEFINED tokens their text as it is ("<s>",
+ *    "<|im_start|>"). duet_tokenizer_decode and _decode_piece also drop the
+ *    space that add_space_prefix put at the start and after special tokens,
+ *    so decode(encode(text)) == text except where the text itself holds
+ *    U+2581 (read back as a space, as in SentencePiece). */
+
+/* Token types, numbered as GGUF tokenizer.ggml.token_type (and llama.cpp). */
+typedef enum duet_token_type {
+    DUET_TOKEN_UNDEFINED = 0,
+    DUET_TOKEN_NORMAL = 1,
+    DUET_TOKEN_UNKNOWN = 2,
+    DUET_TOKEN_CONTROL = 3,
+    DUET_TOKEN_USER_DEFINED = 4,
+    DUET_TOKEN_UNUSED = 5,
+    DUET_TOKEN_BYTE = 6,
+} duet_token_type;
+
+typedef enum duet_tokenizer_kind {
+    DUET_TOKENIZER_BYTE_BPE = 0, /* duet's own: trained, bytes, tokenizer.json */
+    DUET_TOKENIZER_SPM = 1,      /* SentencePiece BPE from pieces + scores */
+    DUET_TOKENIZER_GPT2 = 2,     /* byte-level BPE from tokens + merges */
+} duet_tokenizer_kind;
+
+/* What the constructors read. Arrays are borrowed for the call only (the
+ * tokenizer copies what it keeps). Fill with duet_tokenizer_vocab_default. */
+typedef struct duet_tokenizer_vocab {
+    int64_t n;                  /* number of tokens (ids 0..n-1) */
+    const char *const *tokens;  /* [n] token texts as the source stores them:
+                                 * SentencePiece pieces ("▁the", "<0x0A>", "<s>")
+                                 * or byte-level strings ("Ġthe", "<|im_start|>") */
+    const int64_t *token_lens;  /* [n] byte lengths; NULL: the texts end at a NUL */
+    const float *scores;        /* [n] SentencePiece scores; NULL: all 0 */
+    const int32_t *types;       /* [n] duet_token_type; NULL: inferred: bos/eos/pad
+                                 * CONTROL, unk UNKNOWN, "<0xXX>" BYTE (SentencePiece),
+                                 * the rest NORMAL */
+    /* GPT-2 kind only */
+    const char *const *merges;  /* [n_merges] "left right" (split at the first
+                                 * space after the first byte); rank = index */
+    const int64_t *merge_lens;  /* [n_merges] byte lengths; NULL: NUL-terminated */
+    int64_t n_merges;
+    const char *pre;            /* pre-tokenizer (GGUF tokenizer.ggml.pre): "default",
+                                 * "gpt2"/"gpt-2" (GPT-2's pattern), "llama3"/"llama-bpe"
+                                 * (Llama 3's), "qwen2" (Llama 3's with single digits),
+                                 * "smollm"/"starcoder"/"refact" (single digits, then
+                                 * GPT-2's); NULL = "default" */
+    int ignore_merges;          /* -1 (default): as the pre-tokenizer's models do
+                                 * (on for Llama 3); 0 off; 1 on */
+    /* special ids (-1 = none) */
+    int32_t bos, eos, unk, pad;
+    int add_bos, add_eos;       /* the model's wish (GGUF tokenizer.ggml.add_bos_token):
+                                 * reported by duet_tokenizer_default_flags; default 0 */
+    /* SentencePiece kind only */
+    int add_space_prefix;       /* default 1 (GGUF tokenizer.ggml.add_space_prefix) */
+    int ascii_space;            /* 1: the pieces spell the word boundary as ' ' instead
+                                 * of "▁" (llama2.c tokenizer.bin); default 0 */
+} duet_tokenizer_vocab;
+void duet_tokenizer_vocab_default(duet_tokenizer_vocab *v);
+
+/* SentencePiece BPE. Errors (NULL + duet_last_error, DUET_ERR_ARG or
+ * DUET_ERR_FORMAT) name the token: an id out of range, a BYTE token that is
+ * not "<0xXX>", a byte the vocabulary cannot encode at all (no byte token,
+ * no one-byte piece, no unk). */
+duet_tokenizer *duet_tokenizer_new_spm(const duet_tokenizer_vocab *v);
+/* GPT-2 byte-level BPE. Errors: an unknown pre-tokenizer name
+ * (DUET_ERR_UNSUPPORTED, listing the known ones), a byte without a token, a
+ * merge that is not "a b" or names or makes a token not in the vocabulary. */
+duet_tokenizer *duet_tokenizer_new_gpt2(const duet_tokenizer_vocab *v);
+
+duet_tokenizer_kind duet_tokenizer_get_kind(const duet_tokenizer *t);
+/* The token's type (duet's own kind: CONTROL for its specials, else NORMAL);
+ * DUET_TOKEN_UNDEFINED for an id out of range. */
+duet_token_type duet_tokenizer_token_type(const duet_tokenizer *t, int32_t id);
+int32_t duet_tokenizer_unk(const duet_tokenizer *t);
+/* DUET_TOK_ADD_BOS / _ADD_EOS as the vocabulary asked (add_bos, add_eos). */
+unsigned duet_tokenizer_default_flags(const duet_tokenizer *t);
+/* Streaming decode: the bytes token id adds after token prev (prev = -1 at the
+ * start of the text). Concatenating decode_piece(ids[i-1], ids[i]) over i
+ * (ids[-1] = -1) gives exactly duet_tokenizer_decode(ids). It differs from
+ * decode_one only for SentencePiece vocabularies with add_space_prefix: the
+ * leading space is dropped at the start and after CONTROL/USER_DEFINED tokens.
+ * Copies at most cap bytes; returns the length, or -1 for an id out of range. */
+int64_t duet_tokenizer_decode_piece(const duet_tokenizer *t, int32_t prev, int32_t id, char *buf,
+                                    int64_t cap);
+
+/* ---- Chat templates ----
+ * Recognises the common Jinja chat templates (GGUF tokenizer.chat_template,
+ * tokenizer_config.json "chat_template") by signature substrings and renders
+ * a conversation the way the template does (as Hugging Face renders it:
+ * trim_blocks, lstrip_blocks). Not a Jinja interpreter: a template duet does
+ * not recognise is an error, and the caller picks a family by name.
+ *   "chatml"  <|im_start|>role\ncontent<|im_end|>\n (OpenHermes, Qwen2, SmolLM);
+ *             a default system prompt in the template ("You are a helpful
+ *             assistant.") is used when the first message is not "system"
+ *   "llama3"  <|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>,
+ *             bos first (Llama 3 Instruct; 3.1+ templates' date header is not
+ *             reproduced, as in llama.cpp)
+ *   "llama2"  bos[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] assistant eos
+ *   "mistral" bos[INST] user [/INST]assistant eos (Mistral 7B Instruct v0.1/v0.2)
+ *   "zephyr"  <|role|>\ncontent eos\n (Zephyr, TinyLlama chat)
+ *   "gemma"   bos<start_of_turn>user\ncontent<end_of_turn>\n, assistant -> model;
+ *             a system message goes in front of the first user message
+ * The rendered text carries bos/eos as text where the template puts them:
+ * encode it with DUET_TOK_SPECIALS and without DUET_TOK_ADD_BOS. */
+typedef struct duet_chat_message {
+    const char *role;    /* "system", "user", "assistant" (others where the template allows) */
+    const char *content; /* NUL-terminated UTF-8 */
+} duet_chat_message;
+
+typedef struct duet_chat_template duet_chat_template;
+/* Recognises template text. bos_text/eos_text are the model's bos_token and
+ * eos_token texts (NULL: the family's usual "<s>"/"</s>", "<|begin_of_text|>",
+ * "<bos>"/"<eos>"). An unrecognised template gives NULL + DUET_ERR_UNSUPPORTED
+ * with a message naming the known families and the fallback to choose. */
+duet_chat_template *duet_chat_template_detect(const char *jinja, const char *bos_text,
+                                              const char *eos_text);
+/* A family by name ("chatml", "llama3", "llama2", "mistral", "zephyr",
+ * "gemma"); NULL + DUET_ERR_ARG for another name. */
+duet_chat_template *duet_chat_template_named(const char *name, const char *bos_text,
+                                             const char *eos_text);
+void duet_chat_template_free(duet_chat_template *c);
+const char *duet_chat_template_name(const duet_chat_template *c);
+/* The default system prompt found in the template, or NULL. */
+const char *duet_chat_template_default_system(const duet_chat_template *c);
+/* Renders msgs[0..n) (+ the assistant header when add_generation_prompt) into
+ * buf like snprintf: copies at most cap - 1 bytes and a NUL, returns the full
+ * length. -1 + DUET_ERR_ARG when the template rejects the conversation (roles
+ * that do not alternate user/assistant for llama2/mistral/gemma, a NULL role
+ * or content). */
+int64_t duet_chat_template_render(const duet_chat_template *c, const duet_chat_message *msgs,
+                                  int64_t n, int add_generation_prompt, char *buf, int64_t cap);
 
 /* ---- Next-token sampler ----
  * Order of the filters on one row of logits:

@@ -4,9 +4,12 @@
  * and Hugging Face tokenizer.json load/save.
  *
  * What it is: everything duet needs to turn bytes into ids and back, with a
- * vocabulary it trains itself or loads. What it is not: a general
- * `tokenizers` clone — no normalizers, no WordPiece/Unigram, no byte
- * fallback, no dropout, no SentencePiece vocabularies (those come from GGUF).
+ * vocabulary it trains itself or loads; and the parts every kind of
+ * tokenizer shares (the handle, special-token matching, decoding, the token
+ * and merge tables). What it is not: a general `tokenizers` clone — no
+ * normalizers, no WordPiece/Unigram, no dropout. The real models' kinds live
+ * beside it: SentencePiece BPE in spm.c, GPT-2 byte-level BPE with Unicode
+ * pre-tokenizers in gpt2bpe.c (struct duet_tokenizer is in bpe.h).
  *
  * Conventions (see the tokenizer section of duet.h for the contract):
  *  - pre-tokens use byte classes (letters = A-Z a-z and bytes >= 0x80,
@@ -85,7 +88,7 @@ int64_t duet_bpe_pretoken_end(const unsigned char *s, int64_t n, int64_t p) {
 /* Hashing                                                                   */
 /* ======================================================================== */
 
-static uint64_t hash_bytes(const unsigned char *s, int64_t n) {
+uint64_t duet_tok_hash(const unsigned char *s, int64_t n) {
     uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a, then a final mix */
     for (int64_t i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001b3ull;
     h ^= h >> 32;
@@ -115,28 +118,7 @@ static int64_t pow2_at_least(int64_t n) {
 /* The tokenizer object                                                      */
 /* ======================================================================== */
 
-struct duet_tokenizer {
-    int64_t V;
-    /* token bytes: tok_off[V + 1] into pool; each token NUL-terminated */
-    char *pool;
-    int64_t *tok_off;
-    uint8_t *special;      /* [V] 1 for added/special tokens */
-    int32_t byte_id[256];  /* the id of each single byte */
-    /* merges by rank */
-    int64_t n_merges;
-    int32_t *merge_left, *merge_right, *merge_out;
-    /* (left, right) -> rank: open addressing, key ~0 = empty */
-    uint64_t *mkey;
-    int32_t *mrank;
-    int64_t mcap;
-    /* bytes -> id: open addressing, -1 = empty */
-    int32_t *tslot;
-    int64_t tcap;
-    /* specials, for DUET_TOK_SPECIALS (ordered by id) */
-    int32_t *spec_ids;
-    int n_spec;
-    int32_t bos, eos, pad;
-};
+/* struct duet_tokenizer is in bpe.h (shared with spm.c and gpt2bpe.c). */
 
 static int64_t tok_len(const duet_tokenizer *t, int32_t id) {
     return t->tok_off[id + 1] - t->tok_off[id] - 1;
@@ -148,6 +130,8 @@ void duet_tokenizer_free(duet_tokenizer *t) {
     duet_free(t->pool);
     duet_free(t->tok_off);
     duet_free(t->special);
+    duet_free(t->type);
+    duet_spm_free(t->spm);
     duet_free(t->merge_left);
     duet_free(t->merge_right);
     duet_free(t->merge_out);
@@ -168,9 +152,9 @@ static int32_t merge_rank(const duet_tokenizer *t, int32_t a, int32_t b) {
 
 /* Looks up a token by bytes; with plain_only, special tokens are skipped
  * (bytes and merges must resolve to ordinary tokens). */
-static int32_t lookup_bytes(const duet_tokenizer *t, const char *s, int64_t n, int plain_only) {
+int32_t duet_tok_lookup(const duet_tokenizer *t, const char *s, int64_t n, int plain_only) {
     uint64_t mask = (uint64_t)t->tcap - 1;
-    for (uint64_t i = hash_bytes((const unsigned char *)s, n) & mask;; i = (i + 1) & mask) {
+    for (uint64_t i = duet_tok_hash((const unsigned char *)s, n) & mask;; i = (i + 1) & mask) {
         int32_t id = t->tslot[i];
         if (id < 0) return -1;
         if (tok_len(t, id) == n && memcmp(tok_bytes(t, id), s, (size_t)n) == 0 &&
@@ -179,11 +163,7 @@ static int32_t lookup_bytes(const duet_tokenizer *t, const char *s, int64_t n, i
     }
 }
 
-/* Fills the bytes -> id table, byte ids and specials from pool/tok_off/special.
- * Error messages start with `where` (a file name or "tokenizer"). A byte
- * without a token, or two ordinary tokens with the same bytes, is a format
- * error. */
-static duet_status tok_finish_tokens(duet_tokenizer *t, const char *where) {
+duet_status duet_tok_index(duet_tokenizer *t, const char *where, int strict) {
     class_init();
     t->tcap = pow2_at_least(2 * t->V + 1);
     t->tslot = duet_alloc((size_t)t->tcap * sizeof *t->tslot);
@@ -193,45 +173,54 @@ static duet_status tok_finish_tokens(duet_tokenizer *t, const char *where) {
     /* ordinary tokens first so they sit earlier in their probe chains */
     for (int pass = 0; pass < 2; pass++) {
         for (int32_t id = 0; id < t->V; id++) {
-            if (t->special[id] != pass) continue;
+            if ((t->special[id] != DUET_SPEC_NONE) != pass) continue;
             const char *s = tok_bytes(t, id);
             int64_t n = tok_len(t, id);
-            if (!pass && lookup_bytes(t, s, n, 1) >= 0) {
+            if (strict && !pass && duet_tok_lookup(t, s, n, 1) >= 0) {
                 return duet_set_error(DUET_ERR_FORMAT,
                                       "%s: tokens %d and %d have the same bytes; a byte-level "
                                       "vocabulary needs every token to be distinct",
-                                      where, lookup_bytes(t, s, n, 1), id);
+                                      where, duet_tok_lookup(t, s, n, 1), id);
             }
-            uint64_t i = hash_bytes((const unsigned char *)s, n) & mask;
+            uint64_t i = duet_tok_hash((const unsigned char *)s, n) & mask;
             while (t->tslot[i] >= 0) i = (i + 1) & mask;
             t->tslot[i] = id;
         }
     }
+    int ns = 0;
+    for (int32_t id = 0; id < t->V; id++) ns += t->special[id] != DUET_SPEC_NONE;
+    t->spec_ids = duet_alloc((size_t)(ns ? ns : 1) * sizeof *t->spec_ids);
+    if (!t->spec_ids) return DUET_ERR_NOMEM;
+    t->n_spec = 0;
+    for (int32_t id = 0; id < t->V; id++)
+        if (t->special[id] != DUET_SPEC_NONE && tok_len(t, id) > 0) t->spec_ids[t->n_spec++] = id;
+    return DUET_OK;
+}
+
+/* The byte kind: the bytes -> id table (strict), byte ids, and
+ * <|endoftext|> / <|pad|> as bos = eos / pad. Error messages start with
+ * `where` (a file name or "tokenizer"). */
+static duet_status tok_finish_tokens(duet_tokenizer *t, const char *where) {
+    duet_status st = duet_tok_index(t, where, 1);
+    if (st != DUET_OK) return st;
     for (int b = 0; b < 256; b++) {
         char c = (char)b;
-        t->byte_id[b] = lookup_bytes(t, &c, 1, 1);
+        t->byte_id[b] = duet_tok_lookup(t, &c, 1, 1);
         if (t->byte_id[b] < 0)
             return duet_set_error(DUET_ERR_FORMAT,
                                   "%s: no token for byte 0x%02x; a byte-level BPE vocabulary "
                                   "must hold all 256 bytes",
                                   where, b);
     }
-    int ns = 0;
-    for (int32_t id = 0; id < t->V; id++) ns += t->special[id] != 0;
-    t->spec_ids = duet_alloc((size_t)(ns ? ns : 1) * sizeof *t->spec_ids);
-    if (!t->spec_ids) return DUET_ERR_NOMEM;
-    t->n_spec = 0;
-    for (int32_t id = 0; id < t->V; id++)
-        if (t->special[id] && tok_len(t, id) > 0) t->spec_ids[t->n_spec++] = id;
-    t->bos = t->eos = lookup_bytes(t, "<|endoftext|>", 13, 0);
+    t->bos = t->eos = duet_tok_lookup(t, "<|endoftext|>", 13, 0);
     if (t->bos >= 0 && !t->special[t->bos]) t->bos = t->eos = -1;
-    t->pad = lookup_bytes(t, "<|pad|>", 7, 0);
+    t->pad = duet_tok_lookup(t, "<|pad|>", 7, 0);
     if (t->pad >= 0 && !t->special[t->pad]) t->pad = -1;
+    t->unk = -1;
     return DUET_OK;
 }
 
-/* Fills the (left, right) -> rank table from the merge arrays. */
-static duet_status tok_finish_merges(duet_tokenizer *t) {
+duet_status duet_tok_index_merges(duet_tokenizer *t) {
     t->mcap = pow2_at_least(2 * t->n_merges + 1);
     t->mkey = duet_alloc((size_t)t->mcap * sizeof *t->mkey);
     t->mrank = duet_alloc((size_t)t->mcap * sizeof *t->mrank);
@@ -297,7 +286,7 @@ static duet_tokenizer *tok_from_merges(const int32_t *left, const int32_t *right
     memcpy(t->pool + t->tok_off[256 + M], "<|endoftext|>", 14);
     memcpy(t->pool + t->tok_off[256 + M + 1], "<|pad|>", 8);
     t->special[256 + M] = t->special[256 + M + 1] = 1;
-    if (tok_finish_tokens(t, "tokenizer") != DUET_OK || tok_finish_merges(t) != DUET_OK) goto fail;
+    if (tok_finish_tokens(t, "tokenizer") != DUET_OK || duet_tok_index_merges(t) != DUET_OK) goto fail;
     return t;
 fail:
     if (!duet_last_error()[0]) duet_set_error(DUET_ERR_NOMEM, "tokenizer: out of memory");
@@ -315,6 +304,15 @@ int64_t duet_tokenizer_n_merges(const duet_tokenizer *t) { return t->n_merges; }
 int32_t duet_tokenizer_bos(const duet_tokenizer *t) { return t->bos; }
 int32_t duet_tokenizer_eos(const duet_tokenizer *t) { return t->eos; }
 int32_t duet_tokenizer_pad(const duet_tokenizer *t) { return t->pad; }
+int32_t duet_tokenizer_unk(const duet_tokenizer *t) { return t->unk; }
+duet_tokenizer_kind duet_tokenizer_get_kind(const duet_tokenizer *t) { return t->kind; }
+unsigned duet_tokenizer_default_flags(const duet_tokenizer *t) { return t->default_flags; }
+
+duet_token_type duet_tokenizer_token_type(const duet_tokenizer *t, int32_t id) {
+    if (id < 0 || id >= t->V) return DUET_TOKEN_UNDEFINED;
+    if (t->type) return (duet_token_type)t->type[id];
+    return t->special[id] ? DUET_TOKEN_CONTROL : DUET_TOKEN_NORMAL;
+}
 
 int duet_bpe_merge(const duet_tokenizer *t, int64_t rank, int32_t *left, int32_t *right,
                    int32_t *out) {
@@ -327,7 +325,7 @@ int duet_bpe_merge(const duet_tokenizer *t, int64_t rank, int32_t *left, int32_t
 
 int32_t duet_tokenizer_token_to_id(const duet_tokenizer *t, const char *bytes, int64_t len) {
     if (len < 0 || (len > 0 && !bytes)) return -1;
-    return lookup_bytes(t, bytes ? bytes : "", len, 0);
+    return duet_tok_lookup(t, bytes ? bytes : "", len, 0);
 }
 
 const char *duet_tokenizer_id_to_token(const duet_tokenizer *t, int32_t id, int64_t *len) {
@@ -347,6 +345,26 @@ int64_t duet_tokenizer_decode_one(const duet_tokenizer *t, int32_t id, char *buf
     return n;
 }
 
+/* SentencePiece with add_space_prefix: the space that encode put before the
+ * text and after each special token (prev = -1, CONTROL or USER_DEFINED) is
+ * not part of the text. 1 when token id's leading space is dropped after prev. */
+static int drops_space(const duet_tokenizer *t, int32_t prev, int32_t id) {
+    if (t->kind != DUET_TOKENIZER_SPM || !t->add_space_prefix) return 0;
+    if (prev >= 0 && t->type[prev] != DUET_TOKEN_CONTROL && t->type[prev] != DUET_TOKEN_USER_DEFINED)
+        return 0;
+    return tok_len(t, id) > 0 && tok_bytes(t, id)[0] == ' ';
+}
+
+int64_t duet_tokenizer_decode_piece(const duet_tokenizer *t, int32_t prev, int32_t id, char *buf,
+                                    int64_t cap) {
+    if (id < 0 || id >= t->V) return -1;
+    if (prev >= t->V) prev = -1;
+    int64_t skip = drops_space(t, prev, id);
+    int64_t n = tok_len(t, id) - skip;
+    if (buf && cap > 0) memcpy(buf, tok_bytes(t, id) + skip, (size_t)DUET_MIN(n, cap));
+    return n;
+}
+
 int64_t duet_tokenizer_decode(const duet_tokenizer *t, const int32_t *ids, int64_t n, char *buf,
                               int64_t cap) {
     int64_t total = 0;
@@ -357,9 +375,10 @@ int64_t duet_tokenizer_decode(const duet_tokenizer *t, const int32_t *ids, int64
                            "vocabulary [0, %lld)", id, (long long)i, (long long)t->V);
             return -1;
         }
-        int64_t l = tok_len(t, id);
+        int64_t skip = drops_space(t, i > 0 ? ids[i - 1] : -1, id);
+        int64_t l = tok_len(t, id) - skip;
         if (buf && total < cap)
-            memcpy(buf + total, tok_bytes(t, id), (size_t)DUET_MIN(l, cap - total));
+            memcpy(buf + total, tok_bytes(t, id) + skip, (size_t)DUET_MIN(l, cap - total));
         total += l;
     }
     return total;
@@ -376,27 +395,37 @@ typedef struct enc_scratch {
     int32_t *id, *prev, *next;
     uint64_t *heap;
     int64_t nheap;
+    void *spm; /* the SentencePiece encoder's own scratch (spm.c) */
 } enc_scratch;
 
-static void scratch_free(enc_scratch *s) {
+/* Frees the byte-level arrays (not the SentencePiece scratch). */
+static void scratch_free_bpe(enc_scratch *s) {
     duet_free(s->id);
     duet_free(s->prev);
     duet_free(s->next);
     duet_free(s->heap);
-    memset(s, 0, sizeof *s);
+    s->id = s->prev = s->next = NULL;
+    s->heap = NULL;
+    s->cap = s->nheap = 0;
+}
+
+static void scratch_free(enc_scratch *s) {
+    scratch_free_bpe(s);
+    duet_spm_scratch_free(s->spm);
+    s->spm = NULL;
 }
 
 static int scratch_reserve(enc_scratch *s, int64_t n) {
     if (n <= s->cap) return 1;
     int64_t c = pow2_at_least(n);
-    scratch_free(s);
+    scratch_free_bpe(s);
     s->id = duet_alloc((size_t)c * sizeof(int32_t));
     s->prev = duet_alloc((size_t)c * sizeof(int32_t));
     s->next = duet_alloc((size_t)c * sizeof(int32_t));
     /* each merge pushes at most 2 entries: n - 1 + 2 (n - 1) < 3n */
     s->heap = duet_alloc((size_t)(3 * c) * sizeof(uint64_t));
     if (!s->id || !s->prev || !s->next || !s->heap) {
-        scratch_free(s);
+        scratch_free_bpe(s);
         return 0;
     }
     s->cap = c;
@@ -472,9 +501,12 @@ static int encode_plain(const duet_tokenizer *t, enc_scratch *s, const unsigned 
                         int64_t len, int32_t *ids, int64_t cap, int64_t *count) {
     int64_t p = 0;
     while (p < len) {
-        int64_t q = pretok_end(text, len, p);
-        if (q - p == 1) {
-            if (*count < cap) ids[*count] = t->byte_id[text[p]];
+        int64_t q = t->pretok ? t->pretok(text, len, p) : pretok_end(text, len, p);
+        int32_t whole = -1;
+        if (q - p > 1 && t->ignore_merges) /* Llama 3: a piece that is a token is taken as is */
+            whole = duet_tok_lookup(t, (const char *)text + p, q - p, 1);
+        if (q - p == 1 || whole >= 0) {
+            if (*count < cap) ids[*count] = q - p == 1 ? t->byte_id[text[p]] : whole;
             (*count)++;
         } else {
             if (!scratch_reserve(s, q - p)) return 0;
@@ -483,6 +515,15 @@ static int encode_plain(const duet_tokenizer *t, enc_scratch *s, const unsigned 
         p = q;
     }
     return 1;
+}
+
+/* One run of text between special tokens, by the tokenizer's kind. */
+static int encode_segment(const duet_tokenizer *t, enc_scratch *s, const unsigned char *text,
+                          int64_t len, int32_t *ids, int64_t cap, int64_t *count) {
+    if (len == 0) return 1;
+    if (t->kind == DUET_TOKENIZER_SPM)
+        return duet_spm_encode_segment(t, &s->spm, text, len, ids, cap, count);
+    return encode_plain(t, s, text, len, ids, cap, count);
 }
 
 int64_t duet_tokenizer_encode(const duet_tokenizer *t, const char *text, int64_t len, unsigned flags,
@@ -497,8 +538,12 @@ int64_t duet_tokenizer_encode(const duet_tokenizer *t, const char *text, int64_t
         if (count < cap) ids[count] = t->bos;
         count++;
     }
+    /* USER_DEFINED specials are always matched, CONTROL ones with the flag */
+    int n_match = 0;
+    for (int k = 0; k < t->n_spec; k++)
+        n_match += t->special[t->spec_ids[k]] == DUET_SPEC_USER || (flags & DUET_TOK_SPECIALS);
     int64_t p = 0;
-    if ((flags & DUET_TOK_SPECIALS) && t->n_spec > 0) {
+    if (n_match > 0) {
         /* leftmost special occurrence; the longest one when several start
          * there. next_at[k]: where special k next occurs at or after p (len
          * when never), searched again only once p has passed it. */
@@ -510,6 +555,7 @@ int64_t duet_tokenizer_encode(const duet_tokenizer *t, const char *text, int64_t
             int32_t best_id = -1;
             for (int k = 0; k < t->n_spec; k++) {
                 int32_t id = t->spec_ids[k];
+                if (t->special[id] != DUET_SPEC_USER && !(flags & DUET_TOK_SPECIALS)) continue;
                 int64_t l = tok_len(t, id);
                 if (next_at[k] < p) {
                     const char *f = memmem(text + p, (size_t)(len - p), tok_bytes(t, id), (size_t)l);
@@ -519,7 +565,7 @@ int64_t duet_tokenizer_encode(const duet_tokenizer *t, const char *text, int64_t
                 if (at == len) continue;
                 if (at < best || (at == best && l > best_len)) best = at, best_len = l, best_id = id;
             }
-            if (!encode_plain(t, &sc, s + p, best - p, ids, cap, &count)) goto nomem;
+            if (!encode_segment(t, &sc, s + p, best - p, ids, cap, &count)) goto nomem;
             if (best_id < 0) {
                 p = len;
                 break;
@@ -528,7 +574,7 @@ int64_t duet_tokenizer_encode(const duet_tokenizer *t, const char *text, int64_t
             count++;
             p = best + best_len;
         }
-    } else if (!encode_plain(t, &sc, s, len, ids, cap, &count)) {
+    } else if (!encode_segment(t, &sc, s, len, ids, cap, &count)) {
         goto nomem;
     }
     if ((flags & DUET_TOK_ADD_EOS) && t->eos >= 0) {
@@ -729,7 +775,7 @@ static int count_words(trainer *tr, const unsigned char *text, int64_t len) {
         int64_t q = pretok_end(text, len, p);
         int64_t l = q - p;
         if (l > INT32_MAX) goto done;
-        uint64_t mask = (uint64_t)cap - 1, h = hash_bytes(text + p, l) & mask;
+        uint64_t mask = (uint64_t)cap - 1, h = duet_tok_hash(text + p, l) & mask;
         for (; slot[h] >= 0; h = (h + 1) & mask) {
             int32_t w = slot[h];
             if (wl[w] == l && memcmp(text + ws[w], text + p, (size_t)l) == 0) break;
@@ -754,7 +800,7 @@ static int count_words(trainer *tr, const unsigned char *text, int64_t len) {
                 memset(ns, 0xff, (size_t)nc * sizeof *ns);
                 uint64_t nm = (uint64_t)nc - 1;
                 for (int64_t w = 0; w < n; w++) {
-                    uint64_t hh = hash_bytes(text + ws[w], wl[w]) & nm;
+                    uint64_t hh = duet_tok_hash(text + ws[w], wl[w]) & nm;
                     while (ns[hh] >= 0) hh = (hh + 1) & nm;
                     ns[hh] = (int32_t)w;
                 }
@@ -957,9 +1003,7 @@ static int put_utf8(char *dst, uint32_t cp) {
     return 2; /* every code point of the alphabet is below U+0800 */
 }
 
-/* Decodes a byte-level string (UTF-8 of alphabet code points) into bytes;
- * returns the byte count or -1 when a character is not in the alphabet. */
-static int64_t from_byte_level(const char *s, int64_t n, const int16_t *cp_to_byte, char *out) {
+int64_t duet_tok_from_byte_level(const char *s, int64_t n, const int16_t *cp_to_byte, char *out) {
     int64_t o = 0;
     for (int64_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
@@ -977,6 +1021,13 @@ static int64_t from_byte_level(const char *s, int64_t n, const int16_t *cp_to_by
         out[o++] = (char)cp_to_byte[cp];
     }
     return o;
+}
+
+void duet_tok_byte_level_inverse(int16_t c2b[324]) {
+    uint32_t b2c[256];
+    byte_to_codepoint_table(b2c);
+    for (int i = 0; i < 324; i++) c2b[i] = -1;
+    for (int b = 0; b < 256; b++) c2b[b2c[b]] = (int16_t)b;
 }
 
 /* ======================================================================== */
@@ -1025,6 +1076,10 @@ static void sb_token(sbuf *b, const duet_tokenizer *t, const uint32_t *cp, int32
 }
 
 duet_status duet_tokenizer_save(const duet_tokenizer *t, const char *path) {
+    if (t->kind != DUET_TOKENIZER_BYTE_BPE)
+        return duet_set_error(DUET_ERR_UNSUPPORTED, "tokenizer save '%s': only duet's own byte-level "
+                              "BPE tokenizers are saved; a %s vocabulary stays in its model file",
+                              path, t->kind == DUET_TOKENIZER_SPM ? "SentencePiece" : "GPT-2 BPE");
     uint32_t cp[256];
     byte_to_codepoint_table(cp);
     int64_t maxlen = 0;
@@ -1124,9 +1179,9 @@ static char *read_file(const char *path, int64_t *n) {
 /* Looks up a merge half (byte-level string) as an ordinary token. */
 static int32_t merge_part(const duet_tokenizer *t, const int16_t *c2b, const char *s, int64_t n,
                           char *tmp) {
-    int64_t nb = from_byte_level(s, n, c2b, tmp);
+    int64_t nb = duet_tok_from_byte_level(s, n, c2b, tmp);
     if (nb <= 0) return -1;
-    return lookup_bytes(t, tmp, nb, 1);
+    return duet_tok_lookup(t, tmp, nb, 1);
 }
 
 #define LOAD_FAIL(st, ...)                                                                   \
@@ -1260,7 +1315,7 @@ duet_tokenizer *duet_tokenizer_load(const char *path) {
             memcpy(dst, c->str, (size_t)c->len);
             n = c->len;
         } else {
-            n = from_byte_level(src[id]->key, src[id]->key_len, c2b, dst);
+            n = duet_tok_from_byte_level(src[id]->key, src[id]->key_len, c2b, dst);
             if (n < 0)
                 LOAD_FAIL(DUET_ERR_FORMAT, "tokenizer '%s': model.vocab entry \"%s\" (id %lld) "
                           "is not in the ByteLevel alphabet; only byte-level BPE vocabularies "
@@ -1312,7 +1367,7 @@ duet_tokenizer *duet_tokenizer_load(const char *path) {
         int64_t la = tok_len(t, ia), lb = tok_len(t, ib);
         memcpy(tmp, tok_bytes(t, ia), (size_t)la);
         memcpy(tmp + la, tok_bytes(t, ib), (size_t)lb);
-        int32_t out = lookup_bytes(t, tmp, la + lb, 1);
+        int32_t out = duet_tok_lookup(t, tmp, la + lb, 1);
         if (out < 0)
             LOAD_FAIL(DUET_ERR_FORMAT, "tokenizer '%s': model.merges[%lld] \"%.*s\" + \"%.*s\" "
                       "makes a token that is not in model.vocab", path, (long long)r, (int)na, a,
@@ -1321,7 +1376,7 @@ duet_tokenizer *duet_tokenizer_load(const char *path) {
         t->merge_right[r] = ib;
         t->merge_out[r] = out;
     }
-    if (tok_finish_merges(t) != DUET_OK) goto fail;
+    if (duet_tok_index_merges(t) != DUET_OK) goto fail;
     duet_free(tmp);
     duet_free(src);
     duet_free(added_id);
