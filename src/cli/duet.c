@@ -18,6 +18,8 @@ static const command commands[] = {
     {"train", cmd_train, "train a model: duet train text (a storyteller)"},
     {"text", cmd_text, "tell a story: sample text from a storyteller model"},
     {"data", cmd_data, "build training texts (kjv, fortunes); preview image datasets"},
+    {"image", cmd_image, "paint: sample pictures of a class from a painter model"},
+    {"eval", cmd_eval, "judge a model: duet eval image (a painter's accuracy and Frechet distance)"},
 };
 #define NCOMMANDS ((int)(sizeof commands / sizeof *commands))
 
