@@ -1735,6 +1735,15 @@ duet_tensor *duet_tf_forward(duet_tf *m, duet_graph *g, const int32_t *ids,
  * over that window (with all != 0, only its last min(n, window) rows are
  * meaningful). Nothing is allocated per token after the first call. */
 duet_status duet_tf_feed(duet_tf *m, const int32_t *ids, int64_t n, float *logits, int all);
+/* The weights duet_tf_feed multiplies by: DUET_QTYPE_F32 (default: the
+ * arithmetic of duet_tf_forward, bit for bit up to GEMM blocking) or a
+ * duet_qtype copy made by this call — F16, BF16 or Q8_0 (ggml layouts) —
+ * so each token streams 2x or ~3.8x fewer bytes; logits then differ from
+ * f32 by about 1e-3 (f16), 1e-2 (bf16, q8_0) relative. Matrices whose rows
+ * are not a whole number of the type's blocks (32 values for q8_0) stay f32.
+ * The copy does not follow later changes to the weights: call again after
+ * training. DUET_ERR_ARG for other types (qtype is a duet_qtype). */
+duet_status duet_tf_set_sample_type(duet_tf *m, int qtype);
 /* Empties the KV cache. */
 void duet_tf_reset(duet_tf *m);
 /* Tokens in the KV cache. */

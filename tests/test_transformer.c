@@ -360,6 +360,36 @@ static void test_kv_cache(const char *file, duet_tf_arch arch) {
     snprintf(what, sizeof what, "%s long-chunk slide, all rows", file);
     t_close(what, got, want + from_old * V, nnew * V, 1e-5, 1e-5);
 
+    /* sampling from converted weights: close to f32, not identical */
+    {
+        const int types[3] = {DUET_QTYPE_F16, DUET_QTYPE_BF16, DUET_QTYPE_Q8_0};
+        /* f16 rounds weights to 2^-11 relative, bf16 and q8_0 to ~2^-8 */
+        const double tol[3] = {5e-3, 4e-2, 4e-2};
+        for (int k = 0; k < 3; k++) {
+            T_CHECK(duet_tf_set_sample_type(m, types[k]) == DUET_OK, "set sample type %s: %s",
+                    duet_qtype_name(types[k]), duet_last_error());
+            duet_tf_reset(m);
+            ok = 1;
+            for (int64_t t = 0; t < T; t++) ok &= duet_tf_feed(m, ids + t, 1, got + t * V, 0) == DUET_OK;
+            double maxd = 0, maxv = 0;
+            for (int64_t i = 0; i < T * V; i++) {
+                maxd = fmax(maxd, fabs((double)got[i] - (double)full[i]));
+                maxv = fmax(maxv, fabs((double)full[i]));
+            }
+            /* (q8_0 needs rows of 32: in the gpt2 fixture only w2 converts) */
+            T_CHECK(ok && maxd <= tol[k] * maxv && maxd > 0,
+                    "%s: decode with %s weights: max |diff| %g (logits up to %g)", file,
+                    duet_qtype_name(types[k]), maxd, maxv);
+        }
+        T_CHECK(duet_tf_set_sample_type(m, DUET_QTYPE_Q4_0) == DUET_ERR_ARG,
+                "q4_0 sampling weights are refused: %s", duet_last_error());
+        duet_tf_set_sample_type(m, DUET_QTYPE_F32);
+        duet_tf_reset(m);
+        for (int64_t t = 0; t < T; t++) duet_tf_feed(m, ids + t, 1, got + t * V, 0);
+        snprintf(what, sizeof what, "%s back to f32 weights", file);
+        t_close(what, got, full, T * V, 1e-5, 1e-5);
+    }
+
     /* bad ids are refused before the cache changes */
     int64_t pos = duet_tf_pos(m);
     int32_t bad = (int32_t)V;
@@ -448,7 +478,8 @@ static void run_small(duet_tf_arch arch, uint64_t seed, int steps, float *out, i
     }
     *late_allocs = alloc_calls;
     duet_set_allocator(NULL);
-    /* sampling: prompt of 2, then 24 draws from the softmax */
+    /* sampling (f16 weights): prompt of 2, then 24 draws from the softmax */
+    duet_tf_set_sample_type(m, DUET_QTYPE_F16);
     float logits[40];
     int32_t tok[2] = {1, 2};
     duet_tf_feed(m, tok, 2, logits, 0);
@@ -909,6 +940,13 @@ static void test_cli(void) {
     T_CHECK(rc == 3 && err && strstr(err, "storyteller.safetensors"),
             "text without --model and no built-in model says so (rc %d): %s", rc, err ? err : "");
     free(err);
+    rc = run_duet("", "text --model bpe.safetensors hi --precision q4_0");
+    T_CHECK(rc == 2, "--precision q4_0: exit 2 (rc %d)", rc);
+    run_duet("", "text --model bpe.safetensors \"the\" -n 20 --temperature 0 --precision f32");
+    a = tmp_read("out.txt", NULL);
+    rc = run_duet("", "text --model bpe.safetensors \"the\" -n 20 --temperature 0 --precision q8_0");
+    T_CHECK(rc == 0 && a && strncmp(a, "the", 3) == 0, "--precision f32 and q8_0 run (rc %d)", rc);
+    free(a);
     rc = run_duet("", "text --model bpe.safetensors hi --top-p 2");
     T_CHECK(rc == 2, "--top-p 2: exit 2 (rc %d)", rc);
 }

@@ -163,6 +163,11 @@ struct duet_tf {
     int32_t *cache_ids;     /* [ctx] tokens in the cache */
     int32_t *window;        /* [ctx] scratch for sliding */
     int64_t pos;            /* tokens in the cache */
+
+    /* sampling weights in another type (duet_tf_set_sample_type) */
+    int qtype;              /* DUET_QTYPE_F32: use the f32 parameters */
+    uint8_t *qw;            /* converted matrices, back to back */
+    int64_t *qoff;          /* [nt] byte offset into qw, -1 = stays f32 */
 };
 
 /* Appends a spec (or only counts when specs == NULL). */
@@ -315,6 +320,8 @@ void duet_tf_free(duet_tf *m) {
     duet_free(m->vcache);
     duet_free(m->cache_ids);
     duet_free(m->window);
+    duet_free(m->qw);
+    duet_free(m->qoff);
     duet_free(m->params);
     duet_free(m->grads);
     duet_free(m->tensors);
@@ -347,6 +354,32 @@ int duet_tf_param_decays(const duet_tensor *t) { return t->ndim >= 2; }
 
 /* ==== forward ============================================================= */
 
+/* linear for the trunk: the tape op, or (sampling with a converted copy of
+ * the weights) a quantized matmul straight into a graph tensor. */
+static duet_tensor *tf_linear(duet_tf *m, duet_graph *g, duet_tensor *x, duet_tensor *w,
+                              duet_tensor *b, int sampling) {
+    if (!sampling || m->qtype == DUET_QTYPE_F32 || !x) return duet_nn_linear(g, x, w, b);
+    const int64_t idx = w - m->tensors;
+    if (m->qoff[idx] < 0) return duet_nn_linear(g, x, w, b);
+    const int64_t OC = w->shape[0], C = w->shape[1], N = duet_tensor_numel(x) / C;
+    int64_t shape[DUET_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 1] = OC;
+    duet_tensor *out = nn_out(g, x->ndim, shape);
+    void *scratch = duet_graph_alloc(g, (size_t)duet_quant_scratch_bytes(m->qtype, C, N) + 64);
+    if (!out || !scratch) return NULL;
+    if (duet_quant_matmul(m->qtype, m->qw + m->qoff[idx], OC, C, x->data, N, out->data,
+                          scratch) != DUET_OK)
+        return nn_fail(g, DUET_ERR_INTERNAL, "%s", duet_last_error());
+    if (b) {
+        float *o = out->data;
+        const float *bias = b->data;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t j = 0; j < OC; j++) o[n * OC + j] += bias[j];
+    }
+    return out;
+}
+
 /* Embeddings, blocks and the final norm over B sequences of T tokens at
  * positions pos0..pos0+T-1. ids: i32 [B,T]. With use_cache (B == 1), the
  * new keys and values are written to the KV cache at pos0 and attention
@@ -374,9 +407,10 @@ static duet_tensor *tf_trunk(duet_tf *m, duet_graph *g, duet_tensor *ids, int64_
         /* attention */
         duet_tensor *h = gpt2 ? duet_nn_layernorm(g, x, ly->attn_norm_w, ly->attn_norm_b, eps)
                               : duet_nn_rmsnorm(g, x, ly->attn_norm_w, eps);
-        duet_tensor *q = duet_nn_reshape(g, duet_nn_linear(g, h, ly->wq, ly->bq), 4, qshape);
-        duet_tensor *k = duet_nn_reshape(g, duet_nn_linear(g, h, ly->wk, ly->bk), 4, kshape);
-        duet_tensor *v = duet_nn_reshape(g, duet_nn_linear(g, h, ly->wv, ly->bv), 4, kshape);
+        const int sc = use_cache; /* sampling: maybe converted weights */
+        duet_tensor *q = duet_nn_reshape(g, tf_linear(m, g, h, ly->wq, ly->bq, sc), 4, qshape);
+        duet_tensor *k = duet_nn_reshape(g, tf_linear(m, g, h, ly->wk, ly->bk, sc), 4, kshape);
+        duet_tensor *v = duet_nn_reshape(g, tf_linear(m, g, h, ly->wv, ly->bv, sc), 4, kshape);
         if (!gpt2) {
             q = duet_nn_rope(g, q, pos0, p->rope_theta, 0);
             k = duet_nn_rope(g, k, pos0, p->rope_theta, 0);
@@ -393,19 +427,20 @@ static duet_tensor *tf_trunk(duet_tf *m, duet_graph *g, duet_tensor *ids, int64_
             v = duet_graph_input(g, vc, DUET_DTYPE_F32, 4, sshape);
         }
         duet_tensor *a = duet_nn_attention(g, q, k, v, 1, scale); /* [B,T,NH,HS] */
-        a = duet_nn_linear(g, duet_nn_reshape(g, a, 3, (int64_t[]){B, T, NH * HS}), ly->wo, ly->bo);
+        a = duet_nn_reshape(g, a, 3, (int64_t[]){B, T, NH * HS});
+        a = tf_linear(m, g, a, ly->wo, ly->bo, sc);
         x = duet_nn_add(g, x, a);
         /* MLP */
         h = gpt2 ? duet_nn_layernorm(g, x, ly->ffn_norm_w, ly->ffn_norm_b, eps)
                  : duet_nn_rmsnorm(g, x, ly->ffn_norm_w, eps);
         duet_tensor *f;
         if (gpt2) {
-            f = duet_nn_gelu(g, duet_nn_linear(g, h, ly->w1, ly->b1), 1);
+            f = duet_nn_gelu(g, tf_linear(m, g, h, ly->w1, ly->b1, sc), 1);
         } else {
-            f = duet_nn_swiglu(g, duet_nn_linear(g, h, ly->w1, NULL),
-                               duet_nn_linear(g, h, ly->w3, NULL));
+            f = duet_nn_swiglu(g, tf_linear(m, g, h, ly->w1, NULL, sc),
+                               tf_linear(m, g, h, ly->w3, NULL, sc));
         }
-        x = duet_nn_add(g, x, duet_nn_linear(g, f, ly->w2, ly->b2));
+        x = duet_nn_add(g, x, tf_linear(m, g, f, ly->w2, ly->b2, sc));
         if (!x) return NULL;
     }
     return gpt2 ? duet_nn_layernorm(g, x, m->norm_w, m->norm_b, eps)
@@ -434,6 +469,56 @@ duet_tensor *duet_tf_forward(duet_tf *m, duet_graph *g, const int32_t *ids,
 
 void duet_tf_reset(duet_tf *m) { m->pos = 0; }
 int64_t duet_tf_pos(const duet_tf *m) { return m->pos; }
+
+duet_status duet_tf_set_sample_type(duet_tf *m, int qtype) {
+    if (qtype != DUET_QTYPE_F32 && qtype != DUET_QTYPE_F16 && qtype != DUET_QTYPE_BF16 &&
+        qtype != DUET_QTYPE_Q8_0)
+        return duet_set_error(DUET_ERR_ARG, "transformer: sampling weights can be f32, f16, "
+                              "bf16 or q8_0, not %s", duet_qtype_name(qtype));
+    duet_free(m->qw);
+    duet_free(m->qoff);
+    m->qw = NULL;
+    m->qoff = NULL;
+    m->qtype = DUET_QTYPE_F32;
+    if (qtype == DUET_QTYPE_F32) return DUET_OK;
+    /* every matrix a linear uses: the 2-D parameters but the position table */
+    int64_t *off = duet_alloc(sizeof(int64_t) * (size_t)m->nt);
+    if (!off) return duet_set_error(DUET_ERR_NOMEM, "transformer: out of memory");
+    int64_t total = 0;
+    const int64_t bs = duet_qtype_block_size(qtype);
+    for (int i = 0; i < m->nt; i++) {
+        const duet_tensor *t = m->list[i];
+        off[i] = -1;
+        if (t->ndim != 2 || t == m->pos_emb || (t == m->tok_emb && !m->p.tied)) continue;
+        if (t->shape[1] % bs) continue; /* stays f32 */
+        off[i] = total;
+        total += (duet_qtype_row_bytes(qtype, t->shape[1]) * t->shape[0] + 63) & ~(int64_t)63;
+    }
+    uint8_t *qw = duet_alloc((size_t)total + 64);
+    if (!qw) {
+        duet_free(off);
+        return duet_set_error(DUET_ERR_NOMEM, "transformer: out of memory for %lld bytes of %s "
+                              "weights", (long long)total, duet_qtype_name(qtype));
+    }
+    for (int i = 0; i < m->nt; i++) {
+        if (off[i] < 0) continue;
+        const duet_tensor *t = m->list[i];
+        const int64_t rows = t->shape[0], C = t->shape[1], rb = duet_qtype_row_bytes(qtype, C);
+        for (int64_t r = 0; r < rows; r++) {
+            duet_status s = duet_quantize_row(qtype, (const float *)t->data + r * C,
+                                              qw + off[i] + r * rb, C);
+            if (s != DUET_OK) {
+                duet_free(qw);
+                duet_free(off);
+                return s;
+            }
+        }
+    }
+    m->qw = qw;
+    m->qoff = off;
+    m->qtype = qtype;
+    return DUET_OK;
+}
 
 static duet_status tf_cache_alloc(duet_tf *m) {
     if (m->ig) return DUET_OK;
@@ -467,7 +552,7 @@ static duet_status tf_run_chunk(duet_tf *m, int64_t n, float *logits, int64_t ro
     /* Only the rows asked for go through the output projection. */
     duet_tensor *last = duet_graph_input(g, (float *)h->data + (n - rows) * C, DUET_DTYPE_F32, 2,
                                          (int64_t[]){rows, C});
-    duet_tensor *lg = duet_nn_linear(g, last, m->output, NULL);
+    duet_tensor *lg = tf_linear(m, g, last, m->output, NULL, 1);
     if (!lg) return duet_graph_status(g);
     memcpy(logits, lg->data, (size_t)(rows * V) * sizeof(float));
     m->pos += n;
