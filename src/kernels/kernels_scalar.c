@@ -3,6 +3,7 @@
  * Optimized versions are held to these by tests/test_kernels.c.
  */
 #include "core/internal.h"
+#include "kernels/gemm_blocked.h"
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -71,7 +72,8 @@ static void axpy_scalar(float *y, float a, const float *x, int64_t n) {
 
 const duet_kernels duet_kernels_scalar = {
     .isa = "scalar",
-    .sgemm = duet_sgemm_ref,
+    /* blocked plain C; duet_sgemm_ref stays the triple-loop reference */
+    .sgemm = duet_sgemm_portable,
     .softmax_rows = softmax_rows_scalar,
     .layernorm_rows = layernorm_rows_scalar,
     .rmsnorm_rows = rmsnorm_rows_scalar,
