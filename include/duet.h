@@ -745,8 +745,10 @@ const char *duet_tokenizer_id_to_token(const duet_tokenizer *t, int32_t id, int6
  *    CONTROL and USER_DEFINED tokens their text as it is ("<s>",
  *    "<|im_start|>"). duet_tokenizer_decode and _decode_piece also drop the
  *    space that add_space_prefix put at the start and after special tokens,
- *    so decode(encode(text)) == text except where the text itself holds
- *    U+2581 (read back as a space, as in SentencePiece). */
+ *    so decode(encode(text)) == text except, for SentencePiece, where the
+ *    text itself holds U+2581 (read back as a space, as in SentencePiece)
+ *    or an invalid UTF-8 lead byte whose length runs over a space (that
+ *    space stays a raw "▁" in the lead byte's bytes, as in llama.cpp). */
 
 /* Token types, numbered as GGUF tokenizer.ggml.token_type (and llama.cpp). */
 typedef enum duet_token_type {
