@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -429,40 +430,57 @@ typedef struct {
     double train_loss, val_loss, val_bpb;
 } train_state;
 
+/* Metadata pairs for the checkpoints: keys are literals, values formatted here. */
+typedef struct {
+    char val[24][40];
+    const char *kv[48];
+    int n;
+} meta_list;
+
+static void meta_add(meta_list *l, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static void meta_add(meta_list *l, const char *key, const char *fmt, ...) {
+    if (l->n >= 24) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(l->val[l->n], sizeof l->val[0], fmt, ap);
+    va_end(ap);
+    l->kv[2 * l->n] = key;
+    l->kv[2 * l->n + 1] = l->val[l->n];
+    l->n++;
+}
+
 static duet_status save_all(duet_tf *m, duet_adamw *opt, const char *out, const char *optim_path,
                             const char *tok_json, const train_state *s) {
-    char v[24][40];
-    const char *kv[48];
-    int n = 0;
-#define KV_I(key, val) (snprintf(v[n], sizeof v[n], "%lld", (long long)(val)), kv[2 * n] = key, kv[2 * n + 1] = v[n], n++)
-#define KV_U(key, val) (snprintf(v[n], sizeof v[n], "%llu", (unsigned long long)(val)), kv[2 * n] = key, kv[2 * n + 1] = v[n], n++)
-#define KV_F(key, val) (snprintf(v[n], sizeof v[n], "%.9g", (double)(val)), kv[2 * n] = key, kv[2 * n + 1] = v[n], n++)
-    KV_I("duet.train.step", s->step);
-    KV_I("duet.train.data_pos", s->data_pos);
-    KV_U("duet.train.seed", s->seed);
-    KV_I("duet.train.steps", s->steps_total);
-    KV_F("duet.train.minutes", s->minutes);
-    KV_I("duet.train.warmup", s->warmup);
-    KV_I("duet.train.batch", s->batch);
-    KV_F("duet.train.lr", s->lr);
-    KV_F("duet.train.min_lr", s->min_lr);
-    KV_F("duet.train.weight_decay", s->wd);
-    KV_F("duet.train.grad_clip", s->clip);
-    KV_I("duet.train.eval_every", s->eval_every);
-    KV_I("duet.train.save_every", s->save_every);
-    KV_I("duet.train.eval_batches", s->eval_batches);
-    KV_F("duet.train.elapsed_s", s->elapsed);
-    KV_I("duet.train.data_bytes", s->data_bytes);
-    KV_U("duet.train.data_hash", s->data_hash);
-    KV_F("duet.train.train_loss", s->train_loss);
-    KV_F("duet.train.val_loss", s->val_loss);
-    KV_F("duet.train.val_bpb", s->val_bpb);
-#undef KV_I
-#undef KV_U
-#undef KV_F
+    meta_list ml;
+    ml.n = 0;
+    meta_list *L = &ml;
+    meta_add(L, "duet.train.step", "%lld", (long long)(s->step));
+    meta_add(L, "duet.train.data_pos", "%lld", (long long)(s->data_pos));
+    meta_add(L, "duet.train.seed", "%llu", (unsigned long long)(s->seed));
+    meta_add(L, "duet.train.steps", "%lld", (long long)(s->steps_total));
+    meta_add(L, "duet.train.minutes", "%.9g", (double)(s->minutes));
+    meta_add(L, "duet.train.warmup", "%lld", (long long)(s->warmup));
+    meta_add(L, "duet.train.batch", "%lld", (long long)(s->batch));
+    meta_add(L, "duet.train.lr", "%.9g", (double)(s->lr));
+    meta_add(L, "duet.train.min_lr", "%.9g", (double)(s->min_lr));
+    meta_add(L, "duet.train.weight_decay", "%.9g", (double)(s->wd));
+    meta_add(L, "duet.train.grad_clip", "%.9g", (double)(s->clip));
+    meta_add(L, "duet.train.eval_every", "%lld", (long long)(s->eval_every));
+    meta_add(L, "duet.train.save_every", "%lld", (long long)(s->save_every));
+    meta_add(L, "duet.train.eval_batches", "%lld", (long long)(s->eval_batches));
+    meta_add(L, "duet.train.elapsed_s", "%.9g", (double)(s->elapsed));
+    meta_add(L, "duet.train.data_bytes", "%lld", (long long)(s->data_bytes));
+    meta_add(L, "duet.train.data_hash", "%llu", (unsigned long long)(s->data_hash));
+    meta_add(L, "duet.train.train_loss", "%.9g", (double)(s->train_loss));
+    meta_add(L, "duet.train.val_loss", "%.9g", (double)(s->val_loss));
+    meta_add(L, "duet.train.val_bpb", "%.9g", (double)(s->val_bpb));
     /* optimizer first: a model file never points at state that is not there */
-    duet_status st = duet_tf_save_optim(m, opt, optim_path, kv, n);
-    if (st == DUET_OK) st = duet_tf_save(m, out, tok_json, kv, n);
+    duet_status st = duet_tf_save_optim(m, opt, optim_path, ml.kv, ml.n);
+    if (st == DUET_OK) st = duet_tf_save(m, out, tok_json, ml.kv, ml.n);
     return st;
 }
 

@@ -11,6 +11,13 @@
  * pointing into them (llm.c fill_in_parameter_sizes style, computed from a
  * table of specs).
  *
+ * Sampling (duet_tf_feed) runs the same trunk on a graph in inference mode,
+ * batch 1, writing each chunk's keys and values into a per-layer f32 KV
+ * cache and attending over it; when the window would pass ctx it slides
+ * (keeps the newest ctx/2 tokens and re-encodes them). Decoding one token is
+ * a stream over every weight (memory-bound), so the matrices can be read
+ * from an f16 / bf16 / q8_0 copy (duet_tf_set_sample_type).
+ *
  * RoPE convention: adjacent pairs (2i, 2i+1), neox = 0 — the order Meta's
  * llama checkpoints and llama.cpp's GGUF "llama" arch use for wq/wk, so a
  * GGUF export copies our weights as they are (a Hugging Face export would
