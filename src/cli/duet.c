@@ -15,7 +15,7 @@ typedef struct {
 static const command commands[] = {
     {"version", cmd_version, "version, compiler, CPU features, kernels, threads"},
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE; encode and decode text"},
-    {"train", cmd_train, "train a model: duet train text (a storyteller)"},
+    {"train", cmd_train, "train a model: duet train text (a storyteller) or image (a painter)"},
     {"text", cmd_text, "tell a story: sample text from a storyteller model"},
     {"data", cmd_data, "build training texts (kjv, fortunes); preview image datasets"},
     {"image", cmd_image, "paint: sample pictures of a class from a painter model"},
