@@ -8,7 +8,7 @@ set -e
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 PKGS="build-essential make zlib1g-dev libstb-dev bible-kjv bible-kjv-text fortunes fortunes-min dataset-fashion-mnist"
-[ "${1:-}" = "--dev" ] && PKGS="$PKGS python3-torch python3-numpy libopenblas-dev"
+[ "${1:-}" = "--dev" ] && PKGS="$PKGS python3-torch python3-numpy python3-jinja2 libopenblas-dev"
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -56,22 +56,25 @@ static int32_t piece_lookup(const duet_spm *m, const unsigned char *s, int64_t n
 /* Encoding                                                                  */
 /* ======================================================================== */
 
+/* int32 positions: a segment's escaped text is limited to INT32_MAX / 3
+ * bytes (encode reports NOMEM beyond). Scratch per escaped byte: the byte,
+ * a symbol (16 bytes) and room for 3 heap entries (48 bytes); a symbol per
+ * byte is the worst case (llama.cpp's split can cut a "▁" into pieces). */
 typedef struct spm_sym {
-    int64_t start, n;   /* bytes of the escaped text; n == 0: merged away */
-    int64_t prev, next; /* -1 at the ends */
+    int32_t start, n;   /* bytes of the escaped text; n == 0: merged away */
+    int32_t prev, next; /* -1 at the ends */
 } spm_sym;
 
 typedef struct spm_pair {
     float score;
-    int64_t l, r, size; /* the two symbols and their joint length when pushed */
+    int32_t l, r, size; /* the two symbols and their joint length when pushed */
 } spm_pair;
 
 typedef struct spm_scratch {
     unsigned char *text;
-    int64_t cap_text;
     spm_sym *sym;
     spm_pair *heap;
-    int64_t cap_sym, nheap;
+    int64_t cap, nheap; /* escaped bytes (= symbols) the arrays hold */
 } spm_scratch;
 
 void duet_spm_scratch_free(void *scratch) {
@@ -83,8 +86,10 @@ void duet_spm_scratch_free(void *scratch) {
     duet_free(sc);
 }
 
+/* Room for m escaped bytes. */
 static int scratch_reserve(spm_scratch *sc, int64_t m) {
-    if (m <= sc->cap_text) return 1;
+    if (m <= sc->cap) return 1;
+    if (3 * m > INT32_MAX) return 0;
     int64_t c = 256;
     while (c < m) c *= 2;
     duet_free(sc->text);
@@ -92,7 +97,7 @@ static int scratch_reserve(spm_scratch *sc, int64_t m) {
     duet_free(sc->heap);
     sc->text = duet_alloc((size_t)c);
     sc->sym = duet_alloc((size_t)c * sizeof *sc->sym);
-    /* pushes: m - 1 at the start + 2 per merge (at most m - 1) < 3m */
+    /* pushes: ns - 1 at the start + 2 per merge (at most ns - 1) < 3 ns <= 3m */
     sc->heap = duet_alloc((size_t)(3 * c) * sizeof *sc->heap);
     if (!sc->text || !sc->sym || !sc->heap) {
         duet_free(sc->text);
@@ -101,10 +106,10 @@ static int scratch_reserve(spm_scratch *sc, int64_t m) {
         sc->text = NULL;
         sc->sym = NULL;
         sc->heap = NULL;
-        sc->cap_text = 0;
+        sc->cap = 0;
         return 0;
     }
-    sc->cap_text = c;
+    sc->cap = c;
     return 1;
 }
 
@@ -141,9 +146,9 @@ static spm_pair heap_pop(spm_scratch *sc) {
 }
 
 /* Pushes the pair (l, r) when their concatenation is a piece. */
-static void try_pair(const duet_spm *m, spm_scratch *sc, int64_t l, int64_t r) {
+static void try_pair(const duet_spm *m, spm_scratch *sc, int32_t l, int32_t r) {
     if (l < 0 || r < 0) return;
-    int64_t size = sc->sym[l].n + sc->sym[r].n;
+    int32_t size = sc->sym[l].n + sc->sym[r].n;
     int32_t id = piece_lookup(m, sc->text + sc->sym[l].start, size);
     if (id < 0) return;
     spm_pair e = {m->score[id], l, r, size};
@@ -164,7 +169,9 @@ int duet_spm_encode_segment(const duet_tokenizer *t, void **scratch, const unsig
         if (!sc) return 0;
         *scratch = sc;
     }
-    if (!scratch_reserve(sc, 3 * (n + 1))) return 0;
+    int64_t spaces = 0;
+    for (int64_t i = 0; i < n; i++) spaces += text[i] == ' ';
+    if (!scratch_reserve(sc, (t->add_space_prefix ? 3 : 0) + n + 2 * spaces)) return 0;
     /* 1. escape */
     static const unsigned char LOWER_BLOCK[3] = {0xE2, 0x96, 0x81}; /* U+2581 */
     int64_t L = 0;
@@ -182,9 +189,9 @@ int duet_spm_encode_segment(const duet_tokenizer *t, void **scratch, const unsig
     }
     /* 2. characters by lead byte */
     static const unsigned char LEN_BY_NIBBLE[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-    int64_t ns = 0;
-    for (int64_t p = 0; p < L; ns++) {
-        int64_t len = DUET_MIN((int64_t)LEN_BY_NIBBLE[sc->text[p] >> 4], L - p);
+    int32_t ns = 0;
+    for (int32_t p = 0; p < L; ns++) {
+        int32_t len = (int32_t)DUET_MIN((int64_t)LEN_BY_NIBBLE[sc->text[p] >> 4], L - p);
         sc->sym[ns].start = p;
         sc->sym[ns].n = len;
         sc->sym[ns].prev = ns - 1;
@@ -193,7 +200,7 @@ int duet_spm_encode_segment(const duet_tokenizer *t, void **scratch, const unsig
     }
     /* 3. merges by score */
     sc->nheap = 0;
-    for (int64_t i = 0; i + 1 < ns; i++) try_pair(m, sc, i, i + 1);
+    for (int32_t i = 0; i + 1 < ns; i++) try_pair(m, sc, i, i + 1);
     while (sc->nheap > 0) {
         spm_pair e = heap_pop(sc);
         spm_sym *a = &sc->sym[e.l], *b = &sc->sym[e.r];
@@ -207,13 +214,13 @@ int duet_spm_encode_segment(const duet_tokenizer *t, void **scratch, const unsig
         try_pair(m, sc, e.l, a->next);
     }
     /* 4. pieces, or bytes */
-    for (int64_t i = ns > 0 ? 0 : -1; i >= 0; i = sc->sym[i].next) {
+    for (int32_t i = ns > 0 ? 0 : -1; i >= 0; i = sc->sym[i].next) {
         const spm_sym *s = &sc->sym[i];
         int32_t id = piece_lookup(m, sc->text + s->start, s->n);
         if (id >= 0) {
             emit(id, ids, cap, count);
         } else {
-            for (int64_t k = 0; k < s->n; k++) emit(m->byte_tok[sc->text[s->start + k]], ids, cap, count);
+            for (int32_t k = 0; k < s->n; k++) emit(m->byte_tok[sc->text[s->start + k]], ids, cap, count);
         }
     }
     return 1;
