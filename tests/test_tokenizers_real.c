@@ -957,6 +957,106 @@ static void test_chat_hand(void) {
     duet_chat_template_free(c);
 }
 
+/* ======================================================================== */
+/* Allocation failures: every failure point gives NULL / -1 cleanly          */
+/* ======================================================================== */
+
+static int g_budget = -1, g_count = 0;
+static void *fail_alloc(void *ud, size_t size, size_t align) {
+    (void)ud;
+    if (g_budget >= 0 && g_count >= g_budget) return NULL;
+    g_count++;
+    void *p = NULL;
+    return posix_memalign(&p, align, size ? size : 1) ? NULL : p;
+}
+static void fail_free(void *ud, void *p) {
+    (void)ud;
+    free(p);
+}
+
+static duet_tokenizer *tiny_gpt2(void) {
+    static char chars[256][3];
+    const char *tok[258];
+    int64_t lens[258];
+    int32_t types[258];
+    for (int b = 0; b < 256; b++) {
+        lens[b] = bl_char(b, chars[b]);
+        tok[b] = chars[b];
+        types[b] = DUET_TOKEN_NORMAL;
+    }
+    tok[256] = "he";
+    lens[256] = 2;
+    types[256] = DUET_TOKEN_NORMAL;
+    tok[257] = "<|u|>";
+    lens[257] = 5;
+    types[257] = DUET_TOKEN_USER_DEFINED;
+    const char *merges[1] = {"h e"};
+    duet_tokenizer_vocab v;
+    duet_tokenizer_vocab_default(&v);
+    v.n = 258;
+    v.tokens = tok;
+    v.token_lens = lens;
+    v.types = types;
+    v.merges = merges;
+    v.n_merges = 1;
+    v.pre = "qwen2";
+    return duet_tokenizer_new_gpt2(&v);
+}
+
+static void test_alloc_failures(void) {
+    duet_allocator a = {fail_alloc, fail_free, NULL};
+    duet_set_allocator(&a);
+    const char *text = "hello <|u|> abc  he\xC3\xA9 123";
+    for (int kind = 0; kind < 2; kind++) {
+        int clean = 1, succeeded = 0;
+        for (int budget = 0; budget < 200 && !succeeded; budget++) {
+            g_count = 0;
+            g_budget = budget;
+            duet_tokenizer *t = kind ? tiny_gpt2() : hw_spm(-3.0f, -2.0f, 1);
+            if (!t) {
+                clean = clean && strstr(duet_last_error(), "out of memory") != NULL;
+                continue;
+            }
+            succeeded = 1;
+            /* encode: every failure point reports -1, then it works */
+            int32_t ids[64];
+            int enc_ok = 0;
+            for (int eb = 0; eb < 50 && !enc_ok; eb++) {
+                g_count = 0;
+                g_budget = eb;
+                int64_t n = duet_tokenizer_encode(t, text, (int64_t)strlen(text), DUET_TOK_SPECIALS, ids, 64);
+                if (n >= 0) enc_ok = 1;
+                else clean = clean && strstr(duet_last_error(), "out of memory") != NULL;
+            }
+            clean = clean && enc_ok;
+            g_budget = -1;
+            duet_tokenizer_free(t);
+        }
+        T_CHECK(clean && succeeded, "%s: construction and encode fail cleanly at every allocation failure point",
+                kind ? "gpt2" : "spm");
+    }
+    const char *qwen2 = "{% if loop.first %}{{ '<|im_start|>system\\nDefault.<|im_end|>\\n' }}{% endif %}";
+    const duet_chat_message conv[] = {{"system", "s"}, {"user", "Hello"}};
+    int clean = 1, succeeded = 0;
+    for (int budget = 0; budget < 50 && !succeeded; budget++) {
+        g_count = 0;
+        g_budget = budget;
+        duet_chat_template *c = duet_chat_template_detect(qwen2, NULL, NULL);
+        if (!c) {
+            clean = clean && strstr(duet_last_error(), "out of memory") != NULL;
+            continue;
+        }
+        char buf[256];
+        int64_t n = duet_chat_template_render(c, conv, 2, 1, buf, sizeof buf);
+        if (n >= 0) succeeded = 1;
+        else clean = clean && strstr(duet_last_error(), "out of memory") != NULL;
+        duet_chat_template_free(c);
+    }
+    g_budget = -1;
+    duet_set_allocator(NULL);
+    T_CHECK(clean && succeeded, "chat: detect and render fail cleanly at every allocation failure point");
+}
+
 int main(void) {
     test_unicode();
     test_spm_hand();
@@ -967,5 +1067,6 @@ int main(void) {
     test_gpt2_reference();
     test_chat_reference();
     test_chat_hand();
+    test_alloc_failures();
     return t_done();
 }
