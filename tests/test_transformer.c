@@ -889,6 +889,39 @@ static void test_cli(void) {
         duet_tf_free(y);
     }
 
+    /* --tokenizer FILE and --minutes */
+    {
+        size_t n = 0;
+        char *text = tmp_read("corpus.txt", &n);
+        duet_tokenizer *tk = text ? duet_tokenizer_train(text, (int64_t)n, 280, NULL) : NULL;
+        tmp_path(path, sizeof path, "tok.json");
+        T_CHECK(tk && duet_tokenizer_save(tk, path) == DUET_OK, "a tokenizer file for --tokenizer");
+        duet_tokenizer_free(tk);
+        free(text);
+    }
+    snprintf(args, sizeof args, "train text --data corpus.txt --tokenizer tok.json %s "
+             "--minutes 0.01 --out timed.safetensors", small);
+    rc = run_duet("", args);
+    out = tmp_read("out.txt", NULL);
+    csv = tmp_read("timed.safetensors.csv", NULL);
+    rows = 0;
+    for (const char *c = csv; c && *c; c++) rows += *c == '\n';
+    tmp_path(path, sizeof path, "timed.safetensors");
+    m = duet_tf_load(path, NULL);
+    T_CHECK(rc == 0 && out && strstr(out, "done:") && rows >= 2 && m &&
+                duet_tf_config(m)->vocab == 280,
+            "--minutes trains until the time is up, with the --tokenizer's 280 ids (rc %d, %d "
+            "CSV lines): %s", rc, rows, out ? out : "");
+    duet_tf_free(m);
+    free(out);
+    free(csv);
+    rc = run_duet("", "train");
+    T_CHECK(rc == 2, "duet train without a kind: exit 2 (rc %d)", rc);
+    rc = run_duet("", "train --help");
+    out = tmp_read("out.txt", NULL);
+    T_CHECK(rc == 0 && out && strstr(out, "text"), "duet train --help lists the kinds");
+    free(out);
+
     /* errors: exit codes, messages, nothing written */
     rc = run_duet("", "train text --data missing.txt --out e1.safetensors");
     err = tmp_read("err.txt", NULL);
