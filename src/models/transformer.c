@@ -460,9 +460,9 @@ duet_tensor *duet_tf_forward(duet_tf *m, duet_graph *g, const int32_t *ids,
     if (logits) *logits = NULL;
     if (B < 1 || T < 1 || T > m->p.ctx)
         return nn_fail(g, DUET_ERR_ARG,
-                              "transformer forward: batch %lld x %lld tokens; need B >= 1 and "
-                              "1 <= T <= ctx (%lld)",
-                              (long long)B, (long long)T, (long long)m->p.ctx);
+                       "transformer forward: batch %lld x %lld tokens; need B >= 1 and "
+                       "1 <= T <= ctx (%lld)",
+                       (long long)B, (long long)T, (long long)m->p.ctx);
     duet_tensor *tid = duet_graph_input(g, (void *)ids, DUET_DTYPE_I32, 2, (int64_t[]){B, T});
     duet_tensor *h = tid ? tf_trunk(m, g, tid, B, T, 0, 0) : NULL;
     duet_tensor *lg = duet_nn_linear(g, h, m->output, NULL); /* [B,T,V] */
