@@ -69,6 +69,7 @@ const char *cli_default_model(const char *file, char *buf, size_t size);
 
 /* Subcommands: int cmd_<name>(int argc, char **argv) with argv[0] = name. */
 int cmd_version(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_text(int argc, char **argv);         /* cmd_text.c */
 int cmd_train(int argc, char **argv);        /* cmd_train_text.c: dispatches `train <kind>` */

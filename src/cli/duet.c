@@ -13,6 +13,7 @@ typedef struct {
 } command;
 
 static const command commands[] = {
+    {"demo", cmd_demo, "a story and a picture from the built-in models, side by side"},
     {"version", cmd_version, "version, compiler, CPU features, kernels, threads"},
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE; encode and decode text"},
     {"train", cmd_train, "train a model: duet train text (a storyteller) or image (a painter)"},
