@@ -30,7 +30,7 @@
 #define G5_MC (G5_MR * 192)
 #endif
 #ifndef G5_NC
-#define G5_NC 512
+#define G5_NC 1024
 #endif
 
 /* ==== microkernel ==== */
@@ -42,31 +42,44 @@ ukr_body(const int MR, const int NV, int64_t kc, const float *restrict a,
          const float *restrict b, float *restrict C, int64_t ldc, int64_t mr, int64_t nr,
          float alpha, float beta) {
     __m512 acc[G5_MR][G5_NV];
-    /* C tile to L1 while the k loop runs (it is touched only at the end) */
+    /* The C tile is touched only at the end. Prefetch it to L2 now (from L3
+     * or memory), and to L1 shortly before the end: prefetched to L1 now,
+     * it would be evicted by the B panel streaming through. */
 #pragma GCC unroll 16
     for (int r = 0; r < MR; r++) {
         if (r >= mr) break;
-        _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(C + r * ldc + 16 * NV - 1), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T1);
+        _mm_prefetch((const char *)(C + r * ldc + 16 * NV - 1), _MM_HINT_T1);
     }
 #pragma GCC unroll 16
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 2
         for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
 
-    for (int64_t p = 0; p < kc; p++) {
-        __m512 bv[G5_NV];
-#pragma GCC unroll 2
-        for (int v = 0; v < NV; v++) bv[v] = _mm512_load_ps(b + 16 * v);
+#define UKR_STEP                                                                           \
+    do {                                                                                   \
+        __m512 bv[G5_NV];                                                                  \
+        _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) bv[v] =                       \
+            _mm512_load_ps(b + 16 * v);                                                    \
+        _Pragma("GCC unroll 16") for (int r = 0; r < MR; r++) {                            \
+            __m512 ar = _mm512_set1_ps(a[r]);                                              \
+            _Pragma("GCC unroll 2") for (int v = 0; v < NV; v++) acc[r][v] =               \
+                _mm512_fmadd_ps(ar, bv[v], acc[r][v]);                                     \
+        }                                                                                  \
+        a += MR;                                                                           \
+        b += 16 * NV;                                                                      \
+    } while (0)
+
+    int64_t p = 0, k_l1 = kc > 24 ? kc - 24 : 0;
+    for (; p < k_l1; p++) UKR_STEP;
 #pragma GCC unroll 16
-        for (int r = 0; r < MR; r++) {
-            __m512 ar = _mm512_set1_ps(a[r]);
-#pragma GCC unroll 2
-            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
-        }
-        a += MR;
-        b += 16 * NV;
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr) break;
+        _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + r * ldc + 16 * NV - 1), _MM_HINT_T0);
     }
+    for (; p < kc; p++) UKR_STEP;
+#undef UKR_STEP
 
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     __mmask16 mask[G5_NV];

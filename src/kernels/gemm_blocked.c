@@ -146,12 +146,22 @@ static void pack_b(const gemm_args *g, float *dst, int64_t p0, int64_t kb, int64
 static void macro_kernel(const gemm_args *g, const float *Ap, const float *Bp, int64_t i0,
                          int64_t mb, int64_t j0, int64_t nb, int64_t kb, float beta) {
     const duet_gemm_arch *ar = g->arch;
+    int64_t njr = ceil_div(nb, ar->nr);
     for (int64_t ir = 0; ir < mb; ir += ar->mr) {
         float *c = g->C + (i0 + ir) * g->ldc + j0;
         int64_t mw = DUET_MIN(ar->mr, mb - ir);
-        for (int64_t jr = 0; jr < nb; jr += ar->nr)
+        /* The next A panel comes from L3 (or memory); fetched only when its
+         * first microkernel runs, its broadcasts would stall on every line.
+         * So each call of this row of tiles prefetches a slice of it to L2. */
+        const char *next = (const char *)(Ap + (ir + mw) * kb);
+        int64_t next_lines = ir + mw < mb ? ceil_div(DUET_MIN(ar->mr, mb - ir - mw) * kb * 4, 64) : 0;
+        int64_t slice = ceil_div(next_lines, njr);
+        for (int64_t jr = 0, q = 0; jr < nb; jr += ar->nr, q++) {
+            for (int64_t l = q * slice; l < DUET_MIN((q + 1) * slice, next_lines); l++)
+                __builtin_prefetch(next + 64 * l, 0, 2);
             ar->ukr(kb, Ap + ir * kb, Bp + jr * kb, c + jr, g->ldc, mw, DUET_MIN(ar->nr, nb - jr),
                     g->alpha, beta);
+        }
     }
 }
 
