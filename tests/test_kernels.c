@@ -19,6 +19,7 @@
  */
 #include "testutil.h"
 
+#include "kernels/gemm_blocked.h"
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -112,21 +113,28 @@ static float *run_gemm_case(const gemm_case *gc, const char *isa, int check) {
     return C;
 }
 
-/* Runs a case on 1 thread against the reference, then on 2: the results
- * must agree bit for bit (each element is computed by the same operations
- * whatever the split). */
+/* Runs a case on 1 thread against the reference, then on 2 with each way
+ * the driver can share the work between threads (its choice, shared A packed
+ * whole, shared A block by block, private): the results must agree bit for
+ * bit (each element is computed by the same operations whatever the split). */
 static void gemm_case_threads(const gemm_case *gc, const char *isa) {
     duet_set_threads(1);
     float *c1 = run_gemm_case(gc, isa, 1);
-    duet_set_threads(2);
-    seed_ctr--; /* same data */
-    float *c2 = run_gemm_case(gc, isa, 0);
     size_t n = (size_t)(gc->M * (gc->N + gc->pad));
-    T_CHECK(memcmp(c1, c2, n * sizeof(float)) == 0,
-            "%s sgemm M=%lld N=%lld K=%lld tA=%d tB=%d: 1 and 2 threads agree bitwise", isa,
-            (long long)gc->M, (long long)gc->N, (long long)gc->K, gc->tA, gc->tB);
+    for (int mode = 0; mode <= 3; mode++) {
+        duet_gemm_mode_override = mode;
+        duet_set_threads(2);
+        seed_ctr--; /* same data */
+        float *c2 = run_gemm_case(gc, isa, 0);
+        T_CHECK(memcmp(c1, c2, n * sizeof(float)) == 0,
+                "%s sgemm M=%lld N=%lld K=%lld tA=%d tB=%d: 1 thread and 2 (mode %d) agree "
+                "bitwise",
+                isa, (long long)gc->M, (long long)gc->N, (long long)gc->K, gc->tA, gc->tB, mode);
+        free(c2);
+    }
+    duet_gemm_mode_override = 0;
+    seed_ctr++;
     free(c1);
-    free(c2);
 }
 
 static void test_gemm_set(const char *isa) {

@@ -73,7 +73,7 @@ ukr_body(const int MR, const int NV, int64_t kc, const float *restrict a,
         return;
     }
     /* partial columns: through a buffer, touching only the nr valid ones */
-    float tile[8 * G2_NV];
+    float tile[8 * G2_NV] = {0.0f};
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
         if (r >= mr) break;

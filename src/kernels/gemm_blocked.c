@@ -200,11 +200,14 @@ static void ref_block(const gemm_args *g, int64_t m0, int64_t m1, int64_t n0, in
 }
 
 /* The shared mode, run by every thread of a team: threads split the columns;
- * each A block is packed once, by all threads together, into `Ashared`
- * (mc x kc floats), between two barriers; each thread packs its own B blocks.
- * Every thread passes the same barriers (the K and M loops are the same for
- * all). `failed` counts threads without a B buffer: then all fall back. */
-static void gemm_shared(const gemm_args *g, float *Ashared, int64_t mc, int *failed) {
+ * each A block is packed once, by all threads together, into `Ashared`,
+ * between barriers; each thread packs its own B blocks. With `whole`, every
+ * K block of all M rows is packed up front (Ashared holds M x K), so the only
+ * synchronisation is one barrier; otherwise Ashared holds one mc x kc block
+ * and each block costs two. Every thread passes the same barriers (the K and
+ * M loops are the same for all). `failed` counts threads without a B buffer:
+ * then all fall back to the reference. */
+static void gemm_shared(const gemm_args *g, float *Ashared, int64_t mc, int whole, int *failed) {
     const duet_gemm_arch *ar = g->arch;
     int t = omp_get_thread_num(), nt = omp_get_num_threads();
     int64_t tiles_n = ceil_div(g->N, ar->nr), kc = g->kc;
@@ -216,32 +219,49 @@ static void gemm_shared(const gemm_args *g, float *Ashared, int64_t mc, int *fai
 #pragma omp atomic update
         (*failed)++;
     }
-#pragma omp barrier
-    int bad;
-#pragma omp atomic read
-    bad = *failed;
-    if (bad) {
-        if (n0 < n1) ref_block(g, 0, g->M, n0, n1);
-        return;
-    }
-    for (int64_t p0 = 0; p0 < g->K; p0 += kc) {
+    int first = 1;
+    for (int64_t p0 = 0, ib = 0; p0 < g->K; p0 += kc, ib++) {
         int64_t kb = DUET_MIN(kc, g->K - p0);
         float beta = p0 == 0 ? g->beta : 1.0f;
         for (int64_t i0 = 0; i0 < g->M; i0 += mc) {
             int64_t mb = DUET_MIN(mc, g->M - i0);
             int64_t npan = ceil_div(mb, ar->mr);
             int64_t q0 = npan * t / nt * ar->mr, q1 = DUET_MIN(mb, npan * (t + 1) / nt * ar->mr);
+            if (!whole || first) {
+                if (!first) {
 #pragma omp barrier /* everyone is done with the previous block */
-            if (q0 < q1) pack_a(g, Ashared + q0 * kb, i0 + q0, q1 - q0, p0, kb);
-#pragma omp barrier /* the block is complete */
+                }
+                if (whole) {
+                    /* my panels of every K block; block j at Ashared + j*M*kc */
+                    for (int64_t p = 0, j = 0; p < g->K && q0 < q1; p += kc, j++)
+                        pack_a(g, Ashared + j * g->M * kc + q0 * DUET_MIN(kc, g->K - p), q0,
+                               q1 - q0, p, DUET_MIN(kc, g->K - p));
+                } else if (q0 < q1) {
+                    pack_a(g, Ashared + q0 * kb, i0 + q0, q1 - q0, p0, kb);
+                }
+#pragma omp barrier /* the block is complete (and `failed` final) */
+                if (first) {
+                    int bad;
+#pragma omp atomic read
+                    bad = *failed;
+                    if (bad) {
+                        if (n0 < n1) ref_block(g, 0, g->M, n0, n1);
+                        return;
+                    }
+                    first = 0;
+                }
+            }
+            const float *Ab = whole ? Ashared + ib * g->M * kc : Ashared;
             for (int64_t j0 = n0; j0 < n1; j0 += nc) {
                 int64_t nb = DUET_MIN(nc, n1 - j0);
                 pack_b(g, Bp, p0, kb, j0, nb);
-                macro_kernel(g, Ashared, Bp, i0, mb, j0, nb, kb, beta);
+                macro_kernel(g, Ab, Bp, i0, mb, j0, nb, kb, beta);
             }
         }
     }
 }
+
+int duet_gemm_mode_override;
 
 /* Cost of a split in flop-equivalents for the busiest thread: padded
  * multiply-adds plus packing (a packed element costs about what 16 flops do).
@@ -296,14 +316,20 @@ void duet_gemm_blocked(const duet_gemm_arch *arch, int transA, int transB, int64
         if (gemm_block(&g, 0, M, 0, N) != 0) ref_block(&g, 0, M, 0, N);
         return;
     }
-    int shared = split_cost(arch, M, N, K, nt, 1) <= split_cost(arch, M, N, K, nt, 0);
-    if (shared) {
-        int64_t mc = balanced_block(M, arch->mc, arch->mr);
-        float *Ashared = tl_buffer(0, (size_t)(mc * g.kc));
+    /* the shared mode's barriers make every hiccup of one thread (another
+     * process taking its core) stall the others: it must win clearly */
+    int mode = duet_gemm_mode_override;
+    if (mode == 0)
+        mode = split_cost(arch, M, N, K, nt, 1) < 0.97 * split_cost(arch, M, N, K, nt, 0) ? 1 : 3;
+    if (mode == 1 || mode == 2) {
+        /* all of op(A) packed up front when it is one M block of <= 4 MiB */
+        int whole = mode == 1 && M <= arch->mc && round_up(M, arch->mr) * K <= ((int64_t)1 << 20);
+        int64_t mc = whole ? M : balanced_block(M, arch->mc, arch->mr);
+        float *Ashared = tl_buffer(0, (size_t)(whole ? M * K : mc * g.kc));
         if (Ashared) {
             int failed = 0;
 #pragma omp parallel num_threads(nt)
-            gemm_shared(&g, Ashared, mc, &failed);
+            gemm_shared(&g, Ashared, mc, whole, &failed);
             return;
         }
     }

@@ -55,6 +55,11 @@ void duet_gemm_blocked(const duet_gemm_arch *arch, int transA, int transB, int64
                        int64_t K, float alpha, const float *A, int64_t lda, const float *B,
                        int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* For tests: 0 (default) lets the driver choose how threads share the work;
+ * 1 forces the shared mode (all of op(A) packed up front when it fits),
+ * 2 the shared mode block by block, 3 the private mode (threads split M). */
+extern int duet_gemm_mode_override;
+
 /* The GEMM of each kernel set, all with duet_sgemm's contract: portable C
  * (compiler-vectorised, gemm_blocked.c), AVX2+FMA and AVX-512. */
 void duet_sgemm_portable(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
