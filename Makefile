@@ -117,3 +117,22 @@ clean:
 data: deps all
 	./$(BUILD)/duet data kjv --out data/kjv.txt
 	./$(BUILD)/duet data fortunes --out data/fortunes.txt
+
+# ---- fuzzing (clang + libFuzzer; Debian: clang, libclang-rt-14-dev) ----
+#   make fuzz    builds build-fuzz/fuzz/fuzz_gguf and fuzz_safetensors with
+#                -fsanitize=fuzzer,address,undefined (library objects with
+#                fuzzer-no-link); how to run them: fuzz/README.md
+FUZZ_CC ?= clang
+FUZZ_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+ifeq ($(FUZZ),1)
+CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=fuzzer,address,undefined
+endif
+.PHONY: fuzz fuzz-bins
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) OPT=-O1 FUZZ=1 fuzz-bins
+fuzz-bins: $(FUZZ_BIN)
+$(BUILD)/fuzz/%: fuzz/%.c $(BUILD)/libduet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libduet.a $(LDFLAGS) $(LDLIBS)

@@ -408,7 +408,7 @@ static void fit_affine(const float *x, int n, int nmax, float *a_out, float *mn_
     *a_out = 0.0f;
     *mn_out = -lo;
     if (!(hi > lo)) return;
-    double best = INFINITY;
+    double best = HUGE_VAL;
     for (int k = -6; k <= 6; k++) {
         const float iscale = ((float)nmax + 0.1f * (float)k) / (hi - lo);
         double sq = 0, sqq = 0, sx = 0, sqx = 0;
@@ -444,7 +444,7 @@ static void fit_affine(const float *x, int n, int nmax, float *a_out, float *mn_
 static float fit_symmetric6(const float *x, int n) {
     const float max = signed_max(x, n);
     if (max == 0.0f) return 0.0f;
-    double best = INFINITY;
+    double best = HUGE_VAL;
     float best_a = max / -32.0f;
     for (int k = -6; k <= 6; k++) {
         const float iscale = -(32.0f + 0.1f * (float)k) / max;
@@ -911,15 +911,20 @@ duet_status duet_quant_matmul(duet_qtype t, const void *W, int64_t M, int64_t K,
     }
     const uint8_t *w = W;
     const int64_t tile = act_tile(xrb, N);
-    const int par = duet_omp_enough(M * K) && M > 1;
+    /* rows in chunks of ~32 KB of weights, handed out dynamically: a thread
+     * that gets preempted (a shared machine) delays one chunk, not half the
+     * matrix; each output is still one dot, so results do not depend on the
+     * thread count or the schedule */
+    const int64_t chunk = DUET_MAX(1, DUET_MIN((int64_t)32768 / DUET_MAX(wrb, 1), M));
+    const int64_t nchunks = (M + chunk - 1) / chunk;
+    const int par = duet_omp_enough(M * K) && nchunks > 1;
 #pragma omp parallel if (par)
-    {
-        const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
-        const int64_t per = (M + nth - 1) / nth;
-        const int64_t r0 = DUET_MIN(M, tid * per), r1 = DUET_MIN(M, r0 + per);
-        for (int64_t n0 = 0; n0 < N; n0 += tile) {
-            const int64_t n1 = DUET_MIN(N, n0 + tile);
-            for (int64_t r = r0; r < r1; r++) {
+    for (int64_t n0 = 0; n0 < N; n0 += tile) {
+        const int64_t n1 = DUET_MIN(N, n0 + tile);
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t c = 0; c < nchunks; c++) {
+            const int64_t r1 = DUET_MIN(M, (c + 1) * chunk);
+            for (int64_t r = c * chunk; r < r1; r++) {
                 const uint8_t *wr = w + r * wrb;
                 for (int64_t n = n0; n < n1; n++) Y[n * M + r] = dot(K, wr, xq + n * xrb);
             }

@@ -13,11 +13,15 @@
  * so one binary runs on AVX-512 CPUs without VNNI (Skylake-X) and uses
  * vpdpbusd where it exists (duet_quant_kernels_select picks by CPUID).
  *
- * Layout tricks per kernel are commented where they are used; the integer
- * sums per block equal the scalar reference's exactly (activations never
- * hold -128, so the sign trick |w| x sign(x, w) is exact and no i16 pair
- * sum of maddubs can saturate). Types without an entry here (Q4_1, Q5_0,
- * Q5_1) use the AVX2 kernels through the table's fallback.
+ * The 32-blocks and Q4_K/Q5_K work in 256-bit lanes (AVX-512VL), one
+ * block or sub-block per register, reducing 8 at a time: on CPUs that run
+ * 512-bit operations as two halves (AMD Zen 4) this is as fast as 512-bit
+ * code and needs no cross-lane shuffles; Q6_K and the float dots use full
+ * 512-bit registers. Layout tricks are commented where they are used; the
+ * integer sums per block equal the scalar reference's exactly (activations
+ * never hold -128, so the sign trick |w| x sign(x, w) is exact and no i16
+ * pair sum of maddubs can saturate). Types without an entry here (Q4_1,
+ * Q5_0, Q5_1) use the AVX2 kernels through the table's fallback.
  */
 #include "kernels/quant.h"
 
@@ -25,32 +29,24 @@
 
 static inline float f16s(const uint8_t *p) { return _cvtsh_ss(q_u16(p)); }
 
-/* Two 32-byte runs into one register: a in bytes 0-31, b in 32-63. */
-static inline __m512i pair256(const uint8_t *a, const uint8_t *b) {
-    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
-                              _mm256_loadu_si256((const __m256i *)b), 1);
+/* The f16 scales at the start of 8 consecutive blocks of `stride` bytes, as
+ * floats (eight 16-bit loads: a vpgatherdd is slower on Zen 4). */
+static inline __m256 scales8(const uint8_t *p, int stride) {
+    const __m128i h = _mm_setr_epi16((short)q_u16(p), (short)q_u16(p + stride), (short)q_u16(p + 2 * stride),
+                                     (short)q_u16(p + 3 * stride), (short)q_u16(p + 4 * stride),
+                                     (short)q_u16(p + 5 * stride), (short)q_u16(p + 6 * stride),
+                                     (short)q_u16(p + 7 * stride));
+    return _mm256_cvtph_ps(h);
 }
 
-/* x negated in the bytes where w is negative (the sign trick's sign(x, w)). */
-static inline __m512i neg_where(__m512i x, __m512i w) {
-    return _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x);
-}
-
-/* lanes 0-7 = a, lanes 8-15 = b */
-static inline __m512 pair_ps(float a, float b) {
-    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
-}
-
-/* The 8 six-bit scales (or mins) of a Q4_K/Q5_K block as 16 i32 lanes
- * (lanes 0-7; 8-15 zero), unpacked with 32-bit word operations — the same
- * mapping as q_k_scales. */
-static inline void k_scales512(const uint8_t *s, __m512i *sc, __m512i *m) {
-    const uint32_t u0 = q_u32(s), u1 = q_u32(s + 4), u2 = q_u32(s + 8);
-    const uint32_t sc_lo = u0 & 0x3f3f3f3fu, m_lo = u1 & 0x3f3f3f3fu;
-    const uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u);
-    const uint32_t m_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u);
-    *sc = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)(((uint64_t)sc_hi << 32) | sc_lo)));
-    *m = _mm512_cvtepu8_epi32(_mm_cvtsi64_si128((long long)(((uint64_t)m_hi << 32) | m_lo)));
+/* Lane j = the sum of the 8 i32 lanes of p[j]. */
+static inline __m256i hsum8x8(const __m256i p[8]) {
+    const __m256i t0 = _mm256_hadd_epi32(p[0], p[1]), t1 = _mm256_hadd_epi32(p[2], p[3]);
+    const __m256i t2 = _mm256_hadd_epi32(p[4], p[5]), t3 = _mm256_hadd_epi32(p[6], p[7]);
+    const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+    /* u0 = [p0..p3 over lanes 0-3 | p0..p3 over lanes 4-7], u1 likewise for p4..p7 */
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                            _mm256_permute2x128_si256(u0, u1, 0x31));
 }
 
 /* ======================================================================== */
@@ -128,20 +124,25 @@ static float dot_bf16_avx512(int64_t n, const void *vw, const void *vx) {
 #define QFN static
 #define DPB(acc, u, s)                                                                    \
     _mm512_add_epi32((acc), _mm512_madd_epi16(_mm512_maddubs_epi16((u), (s)), _mm512_set1_epi16(1)))
+#define DPB256(acc, u, s)                                                                 \
+    _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1)))
 #include "quant_avx512.c"
 #undef SFX
 #undef QFN
 #undef DPB
+#undef DPB256
 #undef QUANT_AVX512_PASS
 
 #define QUANT_AVX512_PASS 2
 #define SFX(name) name##_vnni
 #define QFN static __attribute__((target("avx512vnni")))
 #define DPB(acc, u, s) _mm512_dpbusd_epi32((acc), (u), (s))
+#define DPB256(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
 #include "quant_avx512.c"
 #undef SFX
 #undef QFN
 #undef DPB
+#undef DPB256
 
 const duet_quant_kernels duet_quant_kernels_avx512 = {
     .isa = "avx512",
@@ -167,116 +168,120 @@ const duet_quant_kernels duet_quant_kernels_avx512_vnni = {
 
 #else /* ==== pass body: compiled once per QUANT_AVX512_PASS ==== */
 
-/* Q8_0 x Q8_0, two blocks per register: i32 lanes 0-7 belong to the first
- * block, 8-15 to the second; the scale vector matches. */
+/* The 32-blocks, 8 blocks per step with 256-bit lanes (one block per
+ * register: on CPUs that split 512-bit work in two this is as fast, and
+ * needs no shuffles): one i32 vector of 4-way partial sums per block, the 8
+ * reduced together by hsum8x8, the 16 scales converted 8 at a time, one
+ * fmadd per 8 blocks. Leftover blocks go one at a time. */
+
+/* Q8_0 x Q8_0: |w| x sign(x, w). */
 QFN float SFX(dot_q8_0)(int64_t n, const void *vw, const void *vx) {
     const uint8_t *w = vw, *x = vx;
     const int64_t nb = n / QK;
-    const __m512i zero = _mm512_setzero_si512();
-    __m512 acc = _mm512_setzero_ps();
+    const __m256i zero = _mm256_setzero_si256();
+    __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
-    for (; i + 2 <= nb; i += 2, w += 2 * Q8_0_BYTES, x += 2 * Q8_0_BYTES) {
-        const __m512i qw = pair256(w + 2, w + Q8_0_BYTES + 2);
-        const __m512i qx = pair256(x + 2, x + Q8_0_BYTES + 2);
-        const __m512i p = DPB(zero, _mm512_abs_epi8(qw), neg_where(qx, qw));
-        const __m512 d = pair_ps(f16s(w) * f16s(x), f16s(w + Q8_0_BYTES) * f16s(x + Q8_0_BYTES));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+    for (; i + 8 <= nb; i += 8, w += 8 * Q8_0_BYTES, x += 8 * Q8_0_BYTES) {
+        __m256i p[8];
+        for (int j = 0; j < 8; j++) {
+            const __m256i qw = _mm256_loadu_si256((const __m256i *)(w + j * Q8_0_BYTES + 2));
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)(x + j * Q8_0_BYTES + 2));
+            p[j] = DPB256(zero, _mm256_abs_epi8(qw), _mm256_sign_epi8(qx, qw));
+        }
+        const __m256 d = _mm256_mul_ps(scales8(w, Q8_0_BYTES), scales8(x, Q8_0_BYTES));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(hsum8x8(p)), acc);
     }
-    if (i < nb) {
-        const __m512i qw = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(w + 2)));
-        const __m512i qx = _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x + 2)));
-        const __m512i p = _mm512_maskz_mov_epi32(0x00FF, DPB(zero, _mm512_abs_epi8(qw), neg_where(qx, qw)));
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(f16s(w) * f16s(x)), _mm512_cvtepi32_ps(p), acc);
+    __m256 acc1 = _mm256_setzero_ps();
+    for (; i < nb; i++, w += Q8_0_BYTES, x += Q8_0_BYTES) {
+        const __m256i qw = _mm256_loadu_si256((const __m256i *)(w + 2));
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)(x + 2));
+        const __m256i p = DPB256(zero, _mm256_abs_epi8(qw), _mm256_sign_epi8(qx, qw));
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16s(w) * f16s(x)), _mm256_cvtepi32_ps(p), acc1);
     }
-    return _mm512_reduce_add_ps(acc);
+    acc = _mm256_add_ps(acc, acc1);
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
 }
 
-/* Q4_0 x Q8_0, two blocks A, B per register: the 16 code bytes of A and B
- * give [A low nibbles | B low | A high | B high] (values 0-15 of A, 0-15 of
- * B, 16-31 of A, 16-31 of B), the activations are permuted to match by
- * 128-bit lanes, and the scale vector alternates dA, dB every 4 i32 lanes. */
+/* Q4_0 x Q8_0: codes q in 0..15 straight into the u8 side; the -8 offset is
+ * 8 * sum(x), a second dot with a vector of 8s. */
 QFN float SFX(dot_q4_0)(int64_t n, const void *vw, const void *vx) {
     const uint8_t *w = vw, *x = vx;
     const int64_t nb = n / QK;
-    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(0x0F);
-    const __m512i eight = _mm512_set1_epi8(8);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; i += 2, w += 2 * Q4_0_BYTES, x += 2 * Q8_0_BYTES) {
-        const int two = i + 1 < nb;
-        const __m128i a = _mm_loadu_si128((const __m128i *)(w + 2));
-        const __m128i b = two ? _mm_loadu_si128((const __m128i *)(w + Q4_0_BYTES + 2)) : _mm_set1_epi8(0x88);
-        const __m256i ab = _mm256_set_m128i(b, a);
-        __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(ab), _mm256_srli_epi16(ab, 4), 1);
-        q = _mm512_sub_epi8(_mm512_and_si512(q, m4), eight); /* B codes 8 -> 0 when absent */
-        __m512i xq = two ? pair256(x + 2, x + Q8_0_BYTES + 2)
-                         : _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(x + 2)));
-        if (!two) xq = _mm512_maskz_mov_epi64(0x0F, xq);
-        xq = _mm512_shuffle_i64x2(xq, xq, _MM_SHUFFLE(3, 1, 2, 0));
-        const __m512i p = DPB(zero, _mm512_abs_epi8(q), neg_where(xq, q));
-        const float da = f16s(w) * f16s(x);
-        const float db = two ? f16s(w + Q4_0_BYTES) * f16s(x + Q8_0_BYTES) : 0.0f;
-        const __m512 d = _mm512_mask_blend_ps(0xF0F0, _mm512_set1_ps(da), _mm512_set1_ps(db));
-        acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+    const __m256i zero = _mm256_setzero_si256(), m4 = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+#define NIB(p) _mm256_and_si256(m4, _mm256_inserti128_si256(                                  \
+        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p))),                         \
+        _mm_srli_epi16(_mm_loadu_si128((const __m128i *)(p)), 4), 1))
+    for (; i + 8 <= nb; i += 8, w += 8 * Q4_0_BYTES, x += 8 * Q8_0_BYTES) {
+        __m256i p[8];
+        for (int j = 0; j < 8; j++) {
+            const __m256i qx = _mm256_loadu_si256((const __m256i *)(x + j * Q8_0_BYTES + 2));
+            p[j] = _mm256_sub_epi32(DPB256(zero, NIB(w + j * Q4_0_BYTES + 2), qx), DPB256(zero, eight, qx));
+        }
+        const __m256 d = _mm256_mul_ps(scales8(w, Q4_0_BYTES), scales8(x, Q8_0_BYTES));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(hsum8x8(p)), acc);
     }
-    return _mm512_reduce_add_ps(acc);
+    __m256 acc1 = _mm256_setzero_ps();
+    for (; i < nb; i++, w += Q4_0_BYTES, x += Q8_0_BYTES) {
+        const __m256i qx = _mm256_loadu_si256((const __m256i *)(x + 2));
+        const __m256i p = _mm256_sub_epi32(DPB256(zero, NIB(w + 2), qx), DPB256(zero, eight, qx));
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16s(w) * f16s(x)), _mm256_cvtepi32_ps(p), acc1);
+    }
+#undef NIB
+    acc = _mm256_add_ps(acc, acc1);
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
 }
 
-/* Q4_K / Q5_K x Q8_K. The 128 code bytes are two registers, each covering
- * two 64-value chunks: its low nibbles are sub-blocks 2c (bytes 0-31) and
- * 2c+2 (bytes 32-63), its high nibbles 2c+1 and 2c+3. The activations of
- * those sub-blocks are gathered by 128-bit lanes, and each i32 product lane
- * is multiplied by its sub-block's scale; the mins use the bsums. */
+/* Q4_K / Q5_K x Q8_K, 256-bit lanes: chunk c's 32 code bytes give sub-block
+ * 2c (low nibbles) and 2c+1 (high nibbles), each dotted with its 32
+ * activations into one i32 vector; hsum8x8 turns the 8 into one vector of
+ * sub-block sums, multiplied by the 8 six-bit scales at once. The mins
+ * pair with the bsums in one vpmaddwd. Q5_K adds 16 where bit j of qh[l]
+ * is set (sub-block j). */
 QFN float SFX(dot_q45_k)(int64_t n, const void *vw, const void *vx, int five) {
     const uint8_t *w = vw, *x = vx;
     const int64_t bytes = five ? Q5_K_BYTES : Q4_K_BYTES;
-    const __m512i zero = _mm512_setzero_si512(), m4 = _mm512_set1_epi8(0x0F);
-    const __m512i i02 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
-    const __m512i i13 = _mm512_add_epi32(i02, _mm512_set1_epi32(1));
-    const __m512i i46 = _mm512_add_epi32(i02, _mm512_set1_epi32(4));
-    const __m512i i57 = _mm512_add_epi32(i02, _mm512_set1_epi32(5));
-    const __m512i ipair = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    /* fifth-bit masks: sub-block j's bit is bit j of qh[l] */
-    const __m512i blo0 = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8(0x01), _mm512_set1_epi8(0x04));
-    const __m512i bhi0 = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8(0x02), _mm512_set1_epi8(0x08));
-    const __m512i blo1 = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8(0x10), _mm512_set1_epi8(0x40));
-    const __m512i bhi1 = _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi8(0x20), _mm512_set1_epi8((char)0x80));
-    const __m512i sixteen = _mm512_set1_epi8(16);
-    __m512 acc = _mm512_setzero_ps(), accm = acc;
+    const __m256i zero = _mm256_setzero_si256(), m4 = _mm256_set1_epi8(0x0F);
+    const __m256i sixteen = _mm256_set1_epi8(16);
+    __m256 acc = _mm256_setzero_ps(), accm = acc;
     for (int64_t i = 0; i < n / QK_K; i++, w += bytes, x += Q8_K_BYTES) {
-        __m512i sc, m;
-        k_scales512(w + 4, &sc, &m);
+        const uint8_t *s = w + 4;
+        const uint32_t u0 = q_u32(s), u1 = q_u32(s + 4), u2 = q_u32(s + 8);
+        const uint64_t sc = (uint64_t)(u0 & 0x3f3f3f3fu) |
+                            (uint64_t)((u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u)) << 32;
+        const uint64_t mn = (uint64_t)(u1 & 0x3f3f3f3fu) |
+                            (uint64_t)(((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u)) << 32;
+        const __m128i mv = _mm_cvtsi64_si128((long long)mn);
         const uint8_t *qs = w + (five ? Q5_K_QS : Q4_K_QS);
         const uint8_t *xq = x + Q8_K_QS;
-        const __m512i c0 = _mm512_loadu_si512((const void *)qs);
-        const __m512i c1 = _mm512_loadu_si512((const void *)(qs + 64));
-        __m512i lo0 = _mm512_and_si512(c0, m4), hi0 = _mm512_and_si512(_mm512_srli_epi16(c0, 4), m4);
-        __m512i lo1 = _mm512_and_si512(c1, m4), hi1 = _mm512_and_si512(_mm512_srli_epi16(c1, 4), m4);
-        if (five) {
-            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(w + Q5_K_QH)));
-            lo0 = _mm512_mask_add_epi8(lo0, _mm512_test_epi8_mask(qh, blo0), lo0, sixteen);
-            hi0 = _mm512_mask_add_epi8(hi0, _mm512_test_epi8_mask(qh, bhi0), hi0, sixteen);
-            lo1 = _mm512_mask_add_epi8(lo1, _mm512_test_epi8_mask(qh, blo1), lo1, sixteen);
-            hi1 = _mm512_mask_add_epi8(hi1, _mm512_test_epi8_mask(qh, bhi1), hi1, sixteen);
+        const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(w + Q5_K_QH)) : zero;
+        __m256i p[8];
+        for (int c = 0; c < 4; c++) {
+            const __m256i b = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+            __m256i lo = _mm256_and_si256(b, m4), hi = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+            if (five) {
+                lo = _mm256_mask_add_epi8(lo, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * c)))), lo, sixteen);
+                hi = _mm256_mask_add_epi8(hi, _mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(2 << (2 * c)))), hi, sixteen);
+            }
+            p[2 * c] = DPB256(zero, lo, _mm256_loadu_si256((const __m256i *)(xq + 64 * c)));
+            p[2 * c + 1] = DPB256(zero, hi, _mm256_loadu_si256((const __m256i *)(xq + 64 * c + 32)));
         }
-        const __m512i x0 = _mm512_loadu_si512((const void *)xq);         /* sub-blocks 0, 1 */
-        const __m512i x1 = _mm512_loadu_si512((const void *)(xq + 64));  /* 2, 3 */
-        const __m512i x2 = _mm512_loadu_si512((const void *)(xq + 128)); /* 4, 5 */
-        const __m512i x3 = _mm512_loadu_si512((const void *)(xq + 192)); /* 6, 7 */
-        const __m512i x02 = _mm512_shuffle_i64x2(x0, x1, _MM_SHUFFLE(1, 0, 1, 0));
-        const __m512i x13 = _mm512_shuffle_i64x2(x0, x1, _MM_SHUFFLE(3, 2, 3, 2));
-        const __m512i x46 = _mm512_shuffle_i64x2(x2, x3, _MM_SHUFFLE(1, 0, 1, 0));
-        const __m512i x57 = _mm512_shuffle_i64x2(x2, x3, _MM_SHUFFLE(3, 2, 3, 2));
-        __m512i isum = _mm512_mullo_epi32(DPB(zero, lo0, x02), _mm512_permutexvar_epi32(i02, sc));
-        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(DPB(zero, hi0, x13), _mm512_permutexvar_epi32(i13, sc)));
-        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(DPB(zero, lo1, x46), _mm512_permutexvar_epi32(i46, sc)));
-        isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(DPB(zero, hi1, x57), _mm512_permutexvar_epi32(i57, sc)));
-        const __m512i bs = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(x + Q8_K_BSUMS)));
-        const __m512i imin = _mm512_mullo_epi32(bs, _mm512_permutexvar_epi32(ipair, m));
+        const __m256i isum = _mm256_mullo_epi32(hsum8x8(p), _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc)));
+        const __m256i imin = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(x + Q8_K_BSUMS)),
+                                               _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv)));
         const float dx = q_f32(x);
-        acc = _mm512_fmadd_ps(_mm512_set1_ps(f16s(w) * dx), _mm512_cvtepi32_ps(isum), acc);
-        accm = _mm512_fmadd_ps(_mm512_set1_ps(f16s(w + 2) * dx), _mm512_cvtepi32_ps(imin), accm);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16s(w) * dx), _mm256_cvtepi32_ps(isum), acc);
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(f16s(w + 2) * dx), _mm256_cvtepi32_ps(imin), accm);
     }
-    return _mm512_reduce_add_ps(acc) - _mm512_reduce_add_ps(accm);
+    __m256 t = _mm256_sub_ps(acc, accm);
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
 }
 
 QFN float SFX(dot_q4_k)(int64_t n, const void *w, const void *x) { return SFX(dot_q45_k)(n, w, x, 0); }
