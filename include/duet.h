@@ -684,6 +684,9 @@ duet_tokenizer *duet_tokenizer_train(const char *text, int64_t len, int64_t voca
  * (strings in the bytes_to_unicode alphabet), merges ("a b" strings or
  * ["a", "b"] pairs), added_tokens (specials). Errors name the file and field. */
 duet_tokenizer *duet_tokenizer_load(const char *path);
+/* The same from tokenizer.json text in memory (len < 0: NUL-terminated);
+ * name stands for the file in messages. */
+duet_tokenizer *duet_tokenizer_from_json(const char *json, int64_t len, const char *name);
 /* Writes the tokenizer.json layout Hugging Face writes (atomic write). */
 duet_status duet_tokenizer_save(const duet_tokenizer *t, const char *path);
 void duet_tokenizer_free(duet_tokenizer *t);
@@ -1641,12 +1644,14 @@ duet_status duet_gguf_writer_write(duet_gguf_writer *w, const char *path);
 /* ======================================================================== */
 /* @section transformer — the transformer helper owns this section */
 
-/* Two families, chosen by config (src/models/transformer.c):
+/* Three families, chosen by config (src/models/transformer.c):
  *  - gpt2:  learned positions, LayerNorm (with bias), GELU-tanh MLP with
  *           biases, biased q/k/v/o projections, tied input/output embedding.
  *  - llama: RMSNorm, RoPE on adjacent pairs (neox = 0, the Meta / GGUF
  *           order, so a GGUF export is a plain copy of wq/wk), SwiGLU MLP,
  *           grouped-query attention, untied output, no biases.
+ *  - qwen2: llama with biases on q, k and v and RoPE in the NeoX order
+ *           (pairs (i, i + HS/2)); checkpoints say duet.rope = "neox".
  *
  * Tensor names in checkpoints (safetensors, f32), Meta-llama style for both:
  *   tok_embeddings.weight [V,C]        pos_embeddings.weight [T,C] (gpt2)
@@ -1666,10 +1671,11 @@ duet_status duet_gguf_writer_write(duet_gguf_writer *w, const char *path);
 typedef enum duet_tf_arch {
     DUET_TF_ARCH_GPT2 = 0,
     DUET_TF_ARCH_LLAMA,
+    DUET_TF_ARCH_QWEN2,
     DUET_TF_ARCH_COUNT
 } duet_tf_arch;
 
-const char *duet_tf_arch_name(duet_tf_arch a);   /* "gpt2", "llama" */
+const char *duet_tf_arch_name(duet_tf_arch a);   /* "gpt2", "llama", "qwen2" */
 int duet_tf_arch_from_name(const char *name);    /* -1 when unknown */
 
 typedef struct duet_tf_params {
@@ -1746,6 +1752,16 @@ duet_status duet_tf_feed(duet_tf *m, const int32_t *ids, int64_t n, float *logit
  * The copy does not follow later changes to the weights: call again after
  * training. DUET_ERR_ARG for other types (qtype is a duet_qtype). */
 duet_status duet_tf_set_sample_type(duet_tf *m, int qtype);
+/* Models opened from other programs' files (duet_model_open) keep their
+ * matrices where the file has them (GGUF types included): there,
+ * set_sample_type converts only matrices the file stores as F32, and F32
+ * brings back the file's own types. */
+/* Bytes of weights one decoded token streams (every matrix a linear reads,
+ * in the types in use now). */
+int64_t duet_tf_weight_bytes(const duet_tf *m);
+/* 1 when the matrices are views into a file (duet_model_open): such a model
+ * samples only — duet_tf_forward, duet_tf_save and training refuse it. */
+int duet_tf_is_external(const duet_tf *m);
 /* Empties the KV cache. */
 void duet_tf_reset(duet_tf *m);
 /* Tokens in the KV cache. */
@@ -1768,6 +1784,81 @@ duet_status duet_tf_save_optim(const duet_tf *m, const duet_adamw *opt, const ch
 /* Restores m/v and the step into opt (initialised with duet_adamw_init on
  * this model's parameters). Checks kind and every shape. */
 duet_status duet_tf_load_optim(duet_tf *m, duet_adamw *opt, const char *path);
+
+/* ---- Language models in other programs' files (src/models/loaders.c,
+ * hf.c, gguf_export.c) ----
+ * duet_model_open reads, by content:
+ *  - GGUF (llama.cpp): general.architecture "llama" (GQA, rope.freq_base,
+ *    rope.scaling.type "linear" + factor, a rope_freqs tensor as Llama 3
+ *    files carry it, untied output or tied when output.weight is absent),
+ *    "qwen2" (q/k/v biases, NeoX RoPE) and "gpt2" (fused attn_qkv). Matrices
+ *    stay in the map in their type (F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1
+ *    Q4_K Q5_K Q6_K) and go through duet_quant_matvec/_matmul; 1-D tensors
+ *    are copied to f32. The tokenizer comes from tokenizer.ggml.* and the
+ *    chat template from tokenizer.chat_template.
+ *  - llama2.c checkpoints (.bin): the legacy header (7 int32; a negative
+ *    vocab_size means an own classifier) or the version 1 export ("ak42",
+ *    version 1, 256-byte header, shared-classifier byte), f32 weights, RoPE
+ *    on adjacent pairs as run.c rotates them; the tokenizer is the
+ *    tokenizer.bin beside it (or duet_model_params.tokenizer).
+ *  - Hugging Face folders: config.json (LlamaForCausalLM, MistralForCausalLM,
+ *    Qwen2ForCausalLM), model.safetensors or shards with
+ *    model.safetensors.index.json (F32/F16/BF16, zero copy), tokenizer.json
+ *    (+ tokenizer_config.json). Hugging Face stores q/k for rotate_half, so
+ *    these models run RoPE in the NeoX order on the weights as stored.
+ *  - duet's own storyteller checkpoints (duet_tf_load).
+ * Unknown architectures, missing tensors and wrong shapes are refused with
+ * a message naming the file and the field. */
+typedef struct duet_model_params {
+    int64_t ctx;           /* context / KV cache length; 0 = the file's, at most 4096 */
+    const char *tokenizer; /* llama2.c: its tokenizer.bin (NULL: beside the model) */
+} duet_model_params;
+void duet_model_params_default(duet_model_params *p);
+
+typedef struct duet_model {
+    duet_tf *tf;           /* owned */
+    duet_tokenizer *tok;   /* owned; NULL when the files hold none */
+    char *chat_template;   /* owned Jinja text, or NULL */
+    char format[16];       /* "duet", "gguf", "llama2.c", "hf" */
+    char arch[32];         /* as the file says: "llama", "qwen2", "gpt2" */
+    char name[128];        /* general.name, the folder's name, or the file's */
+    int weight_type;       /* duet_qtype most of the matrix bytes are in */
+    int64_t n_params;      /* parameters (elements) */
+} duet_model;
+
+duet_model *duet_model_open(const char *path, const duet_model_params *p);
+void duet_model_free(duet_model *m); /* NULL ok */
+
+/* A tokenizer from GGUF metadata: tokenizer.ggml.model "llama"
+ * (SentencePiece: tokens, scores, token_type, add_space_prefix) or "gpt2"
+ * (tokens, merges, pre), special ids and add_bos/add_eos. *chat_template
+ * (may be NULL) gets a copy of tokenizer.chat_template or NULL. */
+duet_tokenizer *duet_tokenizer_from_gguf(const duet_gguf *g, char **chat_template);
+/* A llama2.c tokenizer.bin of n_vocab tokens (i32 max_token_length, then per
+ * token f32 score, i32 length, bytes): SentencePiece with ' ' for the word
+ * boundary, unk 0, bos 1, eos 2. */
+duet_tokenizer *duet_tokenizer_load_llama2c(const char *path, int64_t n_vocab);
+/* A Hugging Face tokenizer.json of a real model: byte-level BPE (pre-
+ * tokenizer picked from the Split pattern: gpt2, llama3, qwen2) or
+ * SentencePiece-style BPE (byte_fallback, "▁"; scores from the merge ranks).
+ * tokenizer_config.json beside it gives bos/eos and add_bos_token;
+ * *chat_template (may be NULL) its chat_template. */
+duet_tokenizer *duet_tokenizer_load_hf(const char *path, char **chat_template);
+
+/* GGUF writers. duet_tf_save_gguf writes one of duet's own models (not one
+ * opened from another file) as GGUF arch llama, qwen2 or gpt2 (fused
+ * attn_qkv; needs kv_heads == heads) with every matrix in `qtype` (F32, F16,
+ * BF16, Q8_0, Q4_0, ...; a matrix whose rows do not split into its blocks
+ * stays F32), 1-D tensors F32, and duet's byte-level tokenizer as
+ * tokenizer.ggml.model "gpt2" (bytes_to_unicode strings, merges, pre
+ * "gpt-2"). name goes to general.name (NULL: "duet"). */
+duet_status duet_tf_save_gguf(const duet_tf *m, const duet_tokenizer *tok, const char *path,
+                              int qtype, const char *name);
+/* GGUF -> GGUF with every matrix (2-D and up) in qtype, as llama.cpp's
+ * quantize does it: 1-D tensors keep their type; a matrix whose rows do not
+ * split into qtype's blocks falls back to Q8_0 (or keeps its type). All
+ * metadata is copied; general.file_type is set. */
+duet_status duet_gguf_requantize(const char *in, const char *out, int qtype);
 
 #ifdef __cplusplus
 }

@@ -78,6 +78,19 @@ int cmd_data(int argc, char **argv);
 int cmd_train_image(int argc, char **argv);  /* cmd_train_image.c: `train image` */
 int cmd_image(int argc, char **argv);        /* cmd_image.c */
 int cmd_eval(int argc, char **argv);         /* cmd_eval.c: `eval image` */
+int cmd_chat(int argc, char **argv);         /* cmd_chat.c */
+int cmd_bench(int argc, char **argv);        /* cmd_bench.c */
+int cmd_convert(int argc, char **argv);      /* cmd_convert.c: duet checkpoint -> GGUF */
+int cmd_quantize(int argc, char **argv);     /* cmd_convert.c: GGUF -> GGUF */
+
+/* Opens a language model for sampling (cmd_text.c): anything duet_model_open
+ * reads, with a tokenizer when need_tokenizer (llama2.c: `tokenizer`, else
+ * the tokenizer.bin beside it), context ctx (0 = the model's) and sampling
+ * precision ("auto": f16 for duet's own f32 checkpoints, the stored types
+ * otherwise; or f32, f16, bf16, q8_0). Returns 0 with *out set, or prints
+ * the error and returns an exit code. */
+int cli_open_model(const char *cmd, const char *path, const char *tokenizer, int64_t ctx,
+                   const char *precision, int need_tokenizer, duet_model **out);
 
 /* Painter data (cmd_train_image.c): spec is "fashion-mnist" (the Debian
  * folder), "fashion-mnist:DIR", a folder holding Fashion-MNIST's IDX files,

@@ -1,8 +1,10 @@
 /*
- * cmd_text.c — `duet text`: tells a story. Loads a storyteller checkpoint
- * (the tokenizer travels inside it), feeds the prompt in one batch, then
- * samples one token at a time with the KV cache and streams each token's
- * bytes to stdout as soon as it is drawn.
+ * cmd_text.c — `duet text`: tells a story. Loads a language model — a duet
+ * storyteller checkpoint (the tokenizer travels inside it), a GGUF file, a
+ * llama2.c checkpoint (with its tokenizer.bin) or a Hugging Face folder, all
+ * through duet_model_open — feeds the prompt in one batch, then samples one
+ * token at a time with the KV cache and streams each token's bytes to
+ * stdout as soon as it is drawn.
  *
  *  - temperature 0 is greedy; the same --seed gives the same text;
  *  - --stop STR ends the story before STR (text that might be the start of
@@ -14,10 +16,13 @@
  *  - --show-probs prints one line per token: its probability and the most
  *    likely runners-up, instead of the plain stream;
  *  - tokens/s goes to stderr at the end;
- *  - the matrices are multiplied from an f16 copy by default (--precision:
- *    half the memory traffic per token; f32 is the exact training arithmetic).
+ *  - duet's own f32 checkpoints multiply from an f16 copy by default
+ *    (--precision: half the memory traffic per token; f32 is the exact
+ *    training arithmetic); other files keep the types they store.
  *
- * What it is not: a chat front end; there is no template or batch sampling.
+ * Also here: cli_open_model, shared with `duet chat` and `duet bench`.
+ *
+ * What it is not: a chat front end (that is cmd_chat.c); no batch sampling.
  */
 #include "cli/cli.h"
 
@@ -28,6 +33,61 @@
 #include <unistd.h>
 
 #define DEFAULT_MODEL "storyteller.safetensors"
+
+int cli_open_model(const char *cmd, const char *path, const char *tokenizer, int64_t ctx,
+                   const char *precision, int need_tokenizer, duet_model **out) {
+    *out = NULL;
+    int qtype = -1; /* auto */
+    if (precision && strcmp(precision, "auto") != 0) {
+        qtype = duet_qtype_from_name(precision);
+        if (qtype != DUET_QTYPE_F32 && qtype != DUET_QTYPE_F16 && qtype != DUET_QTYPE_BF16 &&
+            qtype != DUET_QTYPE_Q8_0) {
+            cli_error(cmd, "--precision '%s': use auto, f32, f16, bf16 or q8_0", precision);
+            return EXIT_USAGE;
+        }
+    }
+    if (ctx < 0 || ctx > (1 << 20)) {
+        cli_error(cmd, "--ctx %lld: must be in 1..1048576 (0 = the model's)", (long long)ctx);
+        return EXIT_USAGE;
+    }
+    if (access(path, R_OK) != 0) {
+        cli_error(cmd, "cannot read model '%s'", path);
+        return EXIT_IO;
+    }
+    duet_model_params mp;
+    duet_model_params_default(&mp);
+    mp.ctx = ctx;
+    mp.tokenizer = tokenizer;
+    duet_model *m = duet_model_open(path, &mp);
+    if (!m) {
+        cli_error(cmd, "%s", duet_last_error());
+        return EXIT_FORMAT;
+    }
+    const int64_t V = duet_tf_config(m->tf)->vocab;
+    if (need_tokenizer && !m->tok) {
+        if (strcmp(m->format, "llama2.c") == 0)
+            cli_error(cmd, "%s: no tokenizer.bin beside the model; pass --tokenizer FILE (llama2.c's "
+                      "tokenizer.bin)", path);
+        else
+            cli_error(cmd, "%s has no tokenizer", path);
+        duet_model_free(m);
+        return EXIT_FORMAT;
+    }
+    if (m->tok && duet_tokenizer_vocab_size(m->tok) > V) {
+        cli_error(cmd, "%s: the tokenizer has %lld ids, the model only %lld", path,
+                  (long long)duet_tokenizer_vocab_size(m->tok), (long long)V);
+        duet_model_free(m);
+        return EXIT_FORMAT;
+    }
+    if (qtype < 0) qtype = strcmp(m->format, "duet") == 0 ? DUET_QTYPE_F16 : DUET_QTYPE_F32;
+    if (duet_tf_set_sample_type(m->tf, qtype) != DUET_OK) {
+        cli_error(cmd, "%s", duet_last_error());
+        duet_model_free(m);
+        return EXIT_FAIL;
+    }
+    *out = m;
+    return 0;
+}
 
 /* Writes bytes with C-style escapes for --show-probs ("\n", "\x01", ...). */
 static void put_escaped(FILE *f, const char *s, int64_t n) {
@@ -55,14 +115,15 @@ static int64_t held_back(const char *buf, int64_t n, const char *stop, int64_t s
 
 int cmd_text(int argc, char **argv) {
     const char *cmd = "text";
-    const char *model_path = NULL, *prompt_opt = NULL, *stop = NULL, *precision = "f16";
-    int64_t ntok = 200, top_k = 0, seed = -1, repeat_last_n = 64;
+    const char *model_path = NULL, *prompt_opt = NULL, *stop = NULL, *precision = "auto";
+    const char *tok_path = NULL;
+    int64_t ntok = 200, top_k = 0, seed = -1, repeat_last_n = 64, ctx = 0;
     float temperature = 0.8f, top_p = 0.95f, min_p = 0.0f, repeat_penalty = 1.0f;
     int show_probs = 0;
     enum { O_MODEL, O_PROMPT, O_N, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REPN, O_SEED,
-           O_STOP, O_SHOW, O_PREC, O_COUNT };
+           O_STOP, O_SHOW, O_PREC, O_TOKZ, O_CTX, O_COUNT };
     cli_opt opts[O_COUNT] = {
-        [O_MODEL] = {"model", 'm', OPT_STR, &model_path, "storyteller .safetensors (default: models/" DEFAULT_MODEL ")", 0},
+        [O_MODEL] = {"model", 'm', OPT_STR, &model_path, "a storyteller .safetensors, a .gguf, a llama2.c .bin or a Hugging Face folder (default: models/" DEFAULT_MODEL ")", 0},
         [O_PROMPT] = {"prompt", 'p', OPT_STR, &prompt_opt, "text to start from (or the first argument)", 0},
         [O_N] = {"tokens", 'n', OPT_I64, &ntok, "tokens to generate (200)", 0},
         [O_TEMP] = {"temperature", 't', OPT_FLOAT, &temperature, "0 = greedy (0.8)", 0},
@@ -74,11 +135,13 @@ int cmd_text(int argc, char **argv) {
         [O_SEED] = {"seed", 's', OPT_I64, &seed, "random seed (default: from the clock; printed)", 0},
         [O_STOP] = {"stop", 0, OPT_STR, &stop, "stop before this text appears", 0},
         [O_SHOW] = {"show-probs", 0, OPT_FLAG, &show_probs, "one line per token with its probability and runners-up", 0},
-        [O_PREC] = {"precision", 0, OPT_STR, &precision, "weights while sampling: f32, f16 (default), bf16, q8_0", 0},
+        [O_PREC] = {"precision", 0, OPT_STR, &precision, "weights while sampling: auto (f16 for duet's own f32 models, else as stored), f32, f16, bf16, q8_0", 0},
+        [O_TOKZ] = {"tokenizer", 0, OPT_STR, &tok_path, "llama2.c: its tokenizer.bin (default: beside the model)", 0},
+        [O_CTX] = {"ctx", 0, OPT_I64, &ctx, "context length (0 = the model's, at most 4096 for other programs' files)", 0},
     };
     const char *pos[1] = {NULL};
     int npos = 0;
-    int rc = cli_parse(cmd, "[PROMPT] [options]\n\nSamples a story from a storyteller model.", argc,
+    int rc = cli_parse(cmd, "[PROMPT] [options]\n\nSamples text from a language model: a duet storyteller, a GGUF file\n(llama, qwen2, gpt2), a llama2.c checkpoint or a Hugging Face folder.", argc,
                        argv, opts, O_COUNT, pos, 1, &npos);
     if (rc) return rc < 0 ? 0 : rc;
     if (npos && prompt_opt) {
@@ -96,12 +159,6 @@ int cmd_text(int argc, char **argv) {
     }
     if (stop && !*stop) {
         cli_error(cmd, "--stop needs a non-empty text");
-        return EXIT_USAGE;
-    }
-    const int qtype = duet_qtype_from_name(precision);
-    if (qtype != DUET_QTYPE_F32 && qtype != DUET_QTYPE_F16 && qtype != DUET_QTYPE_BF16 &&
-        qtype != DUET_QTYPE_Q8_0) {
-        cli_error(cmd, "--precision '%s': use f32, f16, bf16 or q8_0", precision);
         return EXIT_USAGE;
     }
     if (seed < 0) seed = (int64_t)((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16)) & 0x7fffffff;
@@ -127,44 +184,17 @@ int cmd_text(int argc, char **argv) {
             return EXIT_IO;
         }
     }
-    if (access(model_path, R_OK) != 0) {
-        cli_error(cmd, "cannot read model '%s'", model_path);
-        return EXIT_IO;
-    }
-    char *tok_json = NULL;
-    duet_tf *m = duet_tf_load(model_path, &tok_json);
-    if (!m) {
-        cli_error(cmd, "%s", duet_last_error());
-        return EXIT_FORMAT;
-    }
-    duet_tokenizer *tok = NULL;
+    duet_model *model = NULL;
+    rc = cli_open_model(cmd, model_path, tok_path, ctx, precision, 1, &model);
+    if (rc) return rc;
+    duet_tf *m = model->tf;
+    duet_tokenizer *tok = model->tok;
     duet_sampler *smp = NULL;
     int32_t *hist = NULL;
     float *logits = NULL;
     char *gen = NULL;
     int exit_code = EXIT_FAIL;
     const int64_t V = duet_tf_config(m)->vocab;
-    if (!tok_json) {
-        cli_error(cmd, "%s has no tokenizer (no duet.tokenizer in its metadata)", model_path);
-        exit_code = EXIT_FORMAT;
-        goto done;
-    }
-    tok = cli_tokenizer_from_json(tok_json);
-    if (!tok) {
-        cli_error(cmd, "%s: its tokenizer does not load: %s", model_path, duet_last_error());
-        exit_code = EXIT_FORMAT;
-        goto done;
-    }
-    if (duet_tokenizer_vocab_size(tok) > V) {
-        cli_error(cmd, "%s: the tokenizer has %lld ids, the model only %lld", model_path,
-                  (long long)duet_tokenizer_vocab_size(tok), (long long)V);
-        exit_code = EXIT_FORMAT;
-        goto done;
-    }
-    if (duet_tf_set_sample_type(m, qtype) != DUET_OK) {
-        cli_error(cmd, "%s", duet_last_error());
-        goto done;
-    }
     smp = duet_sampler_new(V, &sp);
     if (!smp) {
         cli_error(cmd, "%s", duet_last_error());
@@ -181,7 +211,19 @@ int cmd_text(int argc, char **argv) {
         cli_error(cmd, "out of memory");
         goto done;
     }
-    int64_t nh = duet_tokenizer_encode(tok, prompt, plen, 0, hist, plen + 2);
+    /* the model's wish for bos (SentencePiece and llama2.c models want it) */
+    const unsigned enc_flags = duet_tokenizer_default_flags(tok) & DUET_TOK_ADD_BOS;
+    int64_t nh = duet_tokenizer_encode(tok, prompt, plen, enc_flags, hist, plen + 2);
+    if (nh > plen + 2) { /* SentencePiece byte fallback can take more ids than bytes */
+        int32_t *nhist = realloc(hist, sizeof(int32_t) * (size_t)(nh + ntok));
+        if (!nhist) {
+            cli_error(cmd, "out of memory");
+            goto done;
+        }
+        hist = nhist;
+        cap = nh + ntok;
+        nh = duet_tokenizer_encode(tok, prompt, plen, enc_flags, hist, nh);
+    }
     if (nh < 0) {
         cli_error(cmd, "%s", duet_last_error());
         goto done;
@@ -230,7 +272,7 @@ int cmd_text(int argc, char **argv) {
         }
         hist[nh++] = id;
         made++;
-        int64_t len = duet_tokenizer_decode_one(tok, id, piece, (int64_t)sizeof piece);
+        int64_t len = duet_tokenizer_decode_piece(tok, hist[nh - 2], id, piece, (int64_t)sizeof piece);
         if (len < 0) len = 0;
         if (len > (int64_t)sizeof piece) len = (int64_t)sizeof piece;
         if (show_probs) {
@@ -299,8 +341,6 @@ done:
     free(hist);
     free(logits);
     duet_sampler_free(smp);
-    duet_tokenizer_free(tok);
-    duet_free(tok_json);
-    duet_tf_free(m);
+    duet_model_free(model);
     return exit_code;
 }

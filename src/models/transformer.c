@@ -1,8 +1,9 @@
 /*
  * transformer.c — the storyteller: a decoder-only transformer language model
- * in two families chosen by config, GPT-2 (learned positions, LayerNorm,
- * GELU-tanh MLP, biases, tied embeddings) and Llama (RMSNorm, RoPE, SwiGLU,
- * grouped-query attention, no biases, untied output).
+ * in three families chosen by config, GPT-2 (learned positions, LayerNorm,
+ * GELU-tanh MLP, biases, tied embeddings), Llama (RMSNorm, RoPE, SwiGLU,
+ * grouped-query attention, no biases, untied output) and Qwen2 (Llama with
+ * q/k/v biases and NeoX-order RoPE).
  *
  * The model is composed from tape ops (src/nn), layer by layer, llm.c
  * gpt2_forward style; the same forward serves training (graph recording) and
@@ -21,13 +22,24 @@
  * RoPE convention: adjacent pairs (2i, 2i+1), neox = 0 — the order Meta's
  * llama checkpoints and llama.cpp's GGUF "llama" arch use for wq/wk, so a
  * GGUF export copies our weights as they are (a Hugging Face export would
- * need the usual q/k row permutation).
+ * need the usual q/k row permutation). Qwen2, and llama weights as Hugging
+ * Face stores them, rotate (i, i + HS/2): neox = 1.
+ *
+ * External weights (tf_new_external, src/models/tf_internal.h): a model whose
+ * matrices are views into a file someone else maps (GGUF, llama2.c, Hugging
+ * Face safetensors), of any type the quantized kernels multiply. Only the
+ * small 1-D tensors are copied (to f32). Such a model samples only: the
+ * linears call duet_quant_matmul on the stored rows, the embedding
+ * dequantizes the rows it looks up, and RoPE may carry a linear position
+ * scale and per-pair frequency divisors (Llama 3's rope_freqs).
  *
  * What it is not: a general model zoo (no MoE, no sliding-window attention,
- * no dropout, no quantized weights); the tokenizer and sampler live in
- * src/tokenizer and src/gen; the training loop lives in src/cli.
+ * no dropout, no training on quantized weights); the tokenizer and sampler
+ * live in src/tokenizer and src/gen; the file readers in loaders.c and hf.c;
+ * the training loop in src/cli.
  */
 #include "core/internal.h"
+#include "models/tf_internal.h"
 #include "nn/nn.h"
 
 #include <errno.h>
@@ -40,6 +52,7 @@
 static const char *const arch_names[DUET_TF_ARCH_COUNT] = {
     [DUET_TF_ARCH_GPT2] = "gpt2",
     [DUET_TF_ARCH_LLAMA] = "llama",
+    [DUET_TF_ARCH_QWEN2] = "qwen2",
 };
 
 const char *duet_tf_arch_name(duet_tf_arch a) {
@@ -81,7 +94,8 @@ static int64_t default_hidden(const duet_tf_params *p) {
 
 duet_status duet_tf_params_check(const duet_tf_params *p) {
     if ((int)p->arch < 0 || p->arch >= DUET_TF_ARCH_COUNT)
-        return duet_set_error(DUET_ERR_ARG, "transformer: unknown arch %d (use gpt2 or llama)",
+        return duet_set_error(DUET_ERR_ARG, "transformer: unknown arch %d (use gpt2, llama or "
+                              "qwen2)",
                               (int)p->arch);
     struct { const char *name; int64_t v; } f[] = {
         {"vocab", p->vocab}, {"ctx", p->ctx},     {"dim", p->dim},
@@ -104,13 +118,14 @@ duet_status duet_tf_params_check(const duet_tf_params *p) {
     if (p->heads % p->kv_heads)
         return duet_set_error(DUET_ERR_ARG, "transformer: heads %lld is not a multiple of "
                               "kv_heads %lld", (long long)p->heads, (long long)p->kv_heads);
-    if (p->arch == DUET_TF_ARCH_LLAMA && (p->dim / p->heads) % 2)
-        return duet_set_error(DUET_ERR_ARG, "transformer: llama needs an even head size for "
-                              "RoPE, got dim/heads = %lld", (long long)(p->dim / p->heads));
+    if (p->arch != DUET_TF_ARCH_GPT2 && (p->dim / p->heads) % 2)
+        return duet_set_error(DUET_ERR_ARG, "transformer: %s needs an even head size for "
+                              "RoPE, got dim/heads = %lld", duet_tf_arch_name(p->arch),
+                              (long long)(p->dim / p->heads));
     if (!(p->norm_eps > 0.0f) || !isfinite(p->norm_eps))
         return duet_set_error(DUET_ERR_ARG, "transformer: norm_eps %g must be > 0",
                               (double)p->norm_eps);
-    if (p->arch == DUET_TF_ARCH_LLAMA && (!(p->rope_theta > 1.0f) || !isfinite(p->rope_theta)))
+    if (p->arch != DUET_TF_ARCH_GPT2 && (!(p->rope_theta > 1.0f) || !isfinite(p->rope_theta)))
         return duet_set_error(DUET_ERR_ARG, "transformer: rope_theta %g must be > 1 "
                               "(usually 10000)", (double)p->rope_theta);
     if (p->tied != 0 && p->tied != 1)
@@ -171,10 +186,28 @@ struct duet_tf {
     int32_t *window;        /* [ctx] scratch for sliding */
     int64_t pos;            /* tokens in the cache */
 
-    /* sampling weights in another type (duet_tf_set_sample_type) */
-    int qtype;              /* DUET_QTYPE_F32: use the f32 parameters */
+    /* RoPE */
+    int neox;               /* rotate (i, i + HS/2): qwen2, Hugging Face llama */
+    float rope_freq_scale;  /* positions times this (1 / linear scaling factor) */
+    float *rope_freqs;      /* [HS/2] per-pair frequency divisors, or NULL */
+
+    /* Matrices the sampling linears read through duet_quant_matmul:
+     * wptr[i] (NULL: the f32 tensor data, through duet_nn_linear) of type
+     * wtype[i]. nat_ptr/nat_type are what the model holds natively (an
+     * external model's non-f32 views); wptr may instead point into qw, a
+     * converted copy (duet_tf_set_sample_type). */
+    int qtype;              /* DUET_QTYPE_F32, or the type of the copy in qw */
     uint8_t *qw;            /* converted matrices, back to back */
-    int64_t *qoff;          /* [nt] byte offset into qw, -1 = stays f32 */
+    const void **wptr;      /* [nt] */
+    int *wtype;             /* [nt] duet_qtype */
+    const void **nat_ptr;   /* [nt] */
+    int *nat_type;          /* [nt] */
+
+    /* external weights (tf_new_external) */
+    int external;
+    void *owner;                 /* the file(s) the views point into */
+    void (*owner_free)(void *);  /* releases owner */
+    void **copies;               /* [nt] f32 copies of misaligned f32 views, or NULL */
 };
 
 /* Appends a spec (or only counts when specs == NULL). */
@@ -197,6 +230,7 @@ static void add_spec(tf_spec *specs, int *n, duet_tensor **slot, int init, int n
 static int tf_specs(duet_tf *m, const duet_tf_params *p, tf_spec *specs) {
     int n = 0;
     const int gpt2 = p->arch == DUET_TF_ARCH_GPT2;
+    const int qkvb = gpt2 || p->arch == DUET_TF_ARCH_QWEN2; /* biases on q, k, v */
     const int64_t C = p->dim, V = p->vocab, H = p->hidden ? p->hidden : default_hidden(p);
     const int64_t HS = p->dim / p->heads, Q = p->heads * HS, K = p->kv_heads * HS;
     duet_tensor *dummy = NULL;
@@ -212,11 +246,11 @@ static int tf_specs(duet_tf *m, const duet_tf_params *p, tf_spec *specs) {
             add_spec(specs, &n, SLOT(ly->attn_norm_b), INIT_ZERO, 1, C, 0,
                      "attention_norm.bias", l);
         add_spec(specs, &n, SLOT(ly->wq), INIT_NORMAL, 2, Q, C, "attention.wq.weight", l);
-        if (gpt2) add_spec(specs, &n, SLOT(ly->bq), INIT_ZERO, 1, Q, 0, "attention.wq.bias", l);
+        if (qkvb) add_spec(specs, &n, SLOT(ly->bq), INIT_ZERO, 1, Q, 0, "attention.wq.bias", l);
         add_spec(specs, &n, SLOT(ly->wk), INIT_NORMAL, 2, K, C, "attention.wk.weight", l);
-        if (gpt2) add_spec(specs, &n, SLOT(ly->bk), INIT_ZERO, 1, K, 0, "attention.wk.bias", l);
+        if (qkvb) add_spec(specs, &n, SLOT(ly->bk), INIT_ZERO, 1, K, 0, "attention.wk.bias", l);
         add_spec(specs, &n, SLOT(ly->wv), INIT_NORMAL, 2, K, C, "attention.wv.weight", l);
-        if (gpt2) add_spec(specs, &n, SLOT(ly->bv), INIT_ZERO, 1, K, 0, "attention.wv.bias", l);
+        if (qkvb) add_spec(specs, &n, SLOT(ly->bv), INIT_ZERO, 1, K, 0, "attention.wv.bias", l);
         add_spec(specs, &n, SLOT(ly->wo), INIT_RESID, 2, C, Q, "attention.wo.weight", l);
         if (gpt2) add_spec(specs, &n, SLOT(ly->bo), INIT_ZERO, 1, C, 0, "attention.wo.bias", l);
         add_spec(specs, &n, SLOT(ly->ffn_norm_w), INIT_ONE, 1, C, 0, "ffn_norm.weight", l);
@@ -238,21 +272,32 @@ static int tf_specs(duet_tf *m, const duet_tf_params *p, tf_spec *specs) {
 
 static int64_t round16(int64_t n) { return (n + 15) & ~(int64_t)15; }
 
-/* Allocates a model with parameters uninitialised (zeroed). */
-static duet_tf *tf_alloc(const duet_tf_params *p) {
+/* Allocates a model with parameters uninitialised (zeroed). An external
+ * model (weights in someone else's memory) gets storage for its 1-D tensors
+ * only, no gradients, and matrices with data == NULL for the caller to set. */
+static duet_tf *tf_alloc(const duet_tf_params *p, int external) {
     if (duet_tf_params_check(p) != DUET_OK) return NULL;
     duet_tf *m = duet_calloc(1, sizeof *m);
     if (!m) return NULL;
     m->p = *p;
     if (!m->p.hidden) m->p.hidden = default_hidden(p);
     m->HS = p->dim / p->heads;
+    m->neox = p->arch == DUET_TF_ARCH_QWEN2;
+    m->rope_freq_scale = 1.0f;
+    m->external = external;
     m->layers = duet_calloc((size_t)p->layers, sizeof *m->layers);
     int nt = tf_specs(NULL, &m->p, NULL);
     tf_spec *specs = duet_calloc((size_t)nt, sizeof *specs);
     m->tensors = duet_calloc((size_t)nt, sizeof *m->tensors);
     m->list = duet_calloc((size_t)nt, sizeof *m->list);
     m->init = duet_calloc((size_t)nt, 1);
-    if (!m->layers || !specs || !m->tensors || !m->list || !m->init) goto fail;
+    m->wptr = duet_calloc((size_t)nt, sizeof *m->wptr);
+    m->wtype = duet_calloc((size_t)nt, sizeof *m->wtype);
+    m->nat_ptr = duet_calloc((size_t)nt, sizeof *m->nat_ptr);
+    m->nat_type = duet_calloc((size_t)nt, sizeof *m->nat_type);
+    if (!m->layers || !specs || !m->tensors || !m->list || !m->init || !m->wptr || !m->wtype ||
+        !m->nat_ptr || !m->nat_type)
+        goto fail;
     m->nt = nt;
     tf_specs(m, &m->p, specs);
 
@@ -260,25 +305,28 @@ static duet_tf *tf_alloc(const duet_tf_params *p) {
     int64_t total = 0, real = 0;
     for (int i = 0; i < nt; i++) {
         int64_t n = specs[i].shape[0] * (specs[i].ndim == 2 ? specs[i].shape[1] : 1);
-        total += round16(n);
+        if (!external || specs[i].ndim == 1) total += round16(n);
         real += n;
     }
     m->nfloats = total;
     m->numel = real;
-    m->params = duet_calloc((size_t)total, sizeof(float));
-    m->grads = duet_calloc((size_t)total, sizeof(float));
-    if (!m->params || !m->grads) goto fail;
+    m->params = duet_calloc((size_t)(total ? total : 1), sizeof(float));
+    m->grads = external ? NULL : duet_calloc((size_t)(total ? total : 1), sizeof(float));
+    if (!m->params || (!external && !m->grads)) goto fail;
     int64_t off = 0;
     for (int i = 0; i < nt; i++) {
         duet_tensor *t = &m->tensors[i];
-        duet_tensor_init(t, DUET_DTYPE_F32, specs[i].ndim, specs[i].shape, m->params + off);
-        t->grad = m->grads + off;
-        t->requires_grad = 1;
+        const int view = external && specs[i].ndim == 2;
+        duet_tensor_init(t, DUET_DTYPE_F32, specs[i].ndim, specs[i].shape,
+                         view ? NULL : m->params + off);
+        t->grad = external ? NULL : m->grads + off;
+        t->requires_grad = !external;
         memcpy(t->name, specs[i].name, sizeof t->name);
         *specs[i].slot = t;
         m->init[i] = (unsigned char)specs[i].init;
         m->list[i] = t;
-        off += round16(duet_tensor_numel(t));
+        m->wtype[i] = m->nat_type[i] = DUET_QTYPE_F32;
+        if (!view) off += round16(duet_tensor_numel(t));
     }
     if (m->p.tied) m->output = m->tok_emb;
     duet_free(specs);
@@ -314,7 +362,7 @@ static void tf_init_weights(duet_tf *m, uint64_t seed) {
 }
 
 duet_tf *duet_tf_new(const duet_tf_params *p, uint64_t seed) {
-    duet_tf *m = tf_alloc(p);
+    duet_tf *m = tf_alloc(p, 0);
     if (!m) return NULL;
     tf_init_weights(m, seed);
     return m;
@@ -328,7 +376,15 @@ void duet_tf_free(duet_tf *m) {
     duet_free(m->cache_ids);
     duet_free(m->window);
     duet_free(m->qw);
-    duet_free(m->qoff);
+    duet_free(m->wptr);
+    duet_free(m->wtype);
+    duet_free(m->nat_ptr);
+    duet_free(m->nat_type);
+    duet_free(m->rope_freqs);
+    if (m->copies)
+        for (int i = 0; i < m->nt; i++) duet_free(m->copies[i]);
+    duet_free(m->copies);
+    if (m->owner_free) m->owner_free(m->owner);
     duet_free(m->params);
     duet_free(m->grads);
     duet_free(m->tensors);
@@ -354,29 +410,29 @@ duet_tensor *duet_tf_find(duet_tf *m, const char *name) {
 int64_t duet_tf_numel(const duet_tf *m) { return m->numel; }
 
 void duet_tf_zero_grad(duet_tf *m) {
-    memset(m->grads, 0, (size_t)m->nfloats * sizeof(float));
+    if (m->grads) memset(m->grads, 0, (size_t)m->nfloats * sizeof(float));
 }
 
 int duet_tf_param_decays(const duet_tensor *t) { return t->ndim >= 2; }
 
 /* ==== forward ============================================================= */
 
-/* linear for the trunk: the tape op, or (sampling with a converted copy of
- * the weights) a quantized matmul straight into a graph tensor. */
+/* linear for the trunk: the tape op, or (sampling from a converted copy or
+ * from external weights) a quantized matmul straight into a graph tensor. */
 static duet_tensor *tf_linear(duet_tf *m, duet_graph *g, duet_tensor *x, duet_tensor *w,
                               duet_tensor *b, int sampling) {
-    if (!sampling || m->qtype == DUET_QTYPE_F32 || !x) return duet_nn_linear(g, x, w, b);
+    if (!x) return NULL;
     const int64_t idx = w - m->tensors;
-    if (m->qoff[idx] < 0) return duet_nn_linear(g, x, w, b);
+    if (!sampling || !m->wptr[idx]) return duet_nn_linear(g, x, w, b);
+    const duet_qtype qt = (duet_qtype)m->wtype[idx];
     const int64_t OC = w->shape[0], C = w->shape[1], N = duet_tensor_numel(x) / C;
     int64_t shape[DUET_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = OC;
     duet_tensor *out = nn_out(g, x->ndim, shape);
-    void *scratch = duet_graph_alloc(g, (size_t)duet_quant_scratch_bytes(m->qtype, C, N) + 64);
+    void *scratch = duet_graph_alloc(g, (size_t)duet_quant_scratch_bytes(qt, C, N) + 64);
     if (!out || !scratch) return NULL;
-    if (duet_quant_matmul(m->qtype, m->qw + m->qoff[idx], OC, C, x->data, N, out->data,
-                          scratch) != DUET_OK)
+    if (duet_quant_matmul(qt, m->wptr[idx], OC, C, x->data, N, out->data, scratch) != DUET_OK)
         return nn_fail(g, DUET_ERR_INTERNAL, "%s", duet_last_error());
     if (b) {
         float *o = out->data;
@@ -385,6 +441,70 @@ static duet_tensor *tf_linear(duet_tf *m, duet_graph *g, duet_tensor *x, duet_te
             for (int64_t j = 0; j < OC; j++) o[n * OC + j] += bias[j];
     }
     return out;
+}
+
+/* Embedding rows [B,T,C] of table (tok_emb or pos_emb): the tape op on an
+ * f32 table, or (a table the model holds in another type) each row
+ * dequantized. ids are checked by the caller. */
+static duet_tensor *tf_embed(duet_tf *m, duet_graph *g, duet_tensor *ids, duet_tensor *table_t) {
+    const int64_t idx = table_t - m->tensors;
+    if (!ids || !m->nat_ptr[idx]) return duet_nn_embedding(g, ids, table_t);
+    const int64_t C = m->p.dim, N = duet_tensor_numel(ids);
+    const int qt = m->nat_type[idx];
+    const int64_t rb = duet_qtype_row_bytes(qt, C);
+    duet_tensor *out = nn_out(g, 3, (int64_t[]){ids->shape[0], ids->shape[1], C});
+    if (!out) return NULL;
+    const int32_t *id = ids->data;
+    const uint8_t *table = m->nat_ptr[idx];
+    for (int64_t i = 0; i < N; i++)
+        duet_dequantize_row((duet_qtype)qt, table + id[i] * rb, (float *)out->data + i * C, C);
+    return out;
+}
+
+/* RoPE for sampling with a linear position scale or per-pair frequency
+ * divisors (external models only; no backward): pair i of a head turns by
+ * pos * scale * theta^(-2i/HS) / freqs[i]. Angles in double, reduced to
+ * [-pi, pi] before the float sin/cos, as duet_rope_forward does. */
+static duet_tensor *tf_rope_scaled(duet_tf *m, duet_graph *g, duet_tensor *x, int64_t pos0) {
+    duet_tensor *out = nn_out_like(g, x);
+    const int64_t HS = m->HS, P = HS / 2, T = x->shape[1], NH = x->shape[2];
+    float *cs = duet_graph_alloc(g, (size_t)(2 * T * P) * sizeof(float));
+    if (!out || !cs) return NULL;
+    const double lt = log((double)m->p.rope_theta), two_pi = 6.283185307179586;
+    for (int64_t t = 0; t < T; t++) {
+        const double pos = (double)(pos0 + t) * (double)m->rope_freq_scale;
+        for (int64_t i = 0; i < P; i++) {
+            double freq = exp(-lt * (double)(2 * i) / (double)HS);
+            if (m->rope_freqs) freq /= (double)m->rope_freqs[i];
+            const double ang = pos * freq;
+            const float red = (float)(ang - two_pi * nearbyint(ang / two_pi));
+            cs[(t * P + i) * 2] = cosf(red);
+            cs[(t * P + i) * 2 + 1] = sinf(red);
+        }
+    }
+    const int64_t e0 = m->neox ? 1 : 2, off = m->neox ? P : 1; /* pair i: (i*e0, i*e0 + off) */
+    const float *in = x->data;
+    float *y = out->data;
+    for (int64_t bt = 0; bt < x->shape[0] * T; bt++) {
+        const float *c = cs + (bt % T) * P * 2;
+        for (int64_t h = 0; h < NH; h++) {
+            const int64_t base = (bt * NH + h) * HS;
+            for (int64_t i = 0; i < P; i++) {
+                const int64_t a = base + i * e0;
+                const float x0 = in[a], x1 = in[a + off];
+                y[a] = x0 * c[2 * i] - x1 * c[2 * i + 1];
+                y[a + off] = x0 * c[2 * i + 1] + x1 * c[2 * i];
+            }
+        }
+    }
+    return out;
+}
+
+static duet_tensor *tf_rope(duet_tf *m, duet_graph *g, duet_tensor *x, int64_t pos0) {
+    if (!x) return NULL;
+    if (m->rope_freq_scale == 1.0f && !m->rope_freqs)
+        return duet_nn_rope(g, x, pos0, m->p.rope_theta, m->neox);
+    return tf_rope_scaled(m, g, x, pos0);
 }
 
 /* Embeddings, blocks and the final norm over B sequences of T tokens at
@@ -399,14 +519,14 @@ static duet_tensor *tf_trunk(duet_tf *m, duet_graph *g, duet_tensor *ids, int64_
     const float scale = 1.0f / sqrtf((float)HS);
     const float eps = p->norm_eps;
 
-    duet_tensor *x = duet_nn_embedding(g, ids, m->tok_emb); /* [B,T,C] */
+    duet_tensor *x = tf_embed(m, g, ids, m->tok_emb); /* [B,T,C] */
     if (gpt2) {
         int32_t *pid = duet_graph_alloc(g, (size_t)(B * T) * sizeof(int32_t));
         if (!pid) return NULL;
         for (int64_t b = 0; b < B; b++)
             for (int64_t t = 0; t < T; t++) pid[b * T + t] = (int32_t)(pos0 + t);
         duet_tensor *pos = duet_graph_input(g, pid, DUET_DTYPE_I32, 2, (int64_t[]){B, T});
-        x = duet_nn_add(g, x, duet_nn_embedding(g, pos, m->pos_emb));
+        x = duet_nn_add(g, x, tf_embed(m, g, pos, m->pos_emb));
     }
     const int64_t qshape[4] = {B, T, NH, HS}, kshape[4] = {B, T, NKV, HS};
     for (int64_t l = 0; l < p->layers; l++) {
@@ -419,8 +539,8 @@ static duet_tensor *tf_trunk(duet_tf *m, duet_graph *g, duet_tensor *ids, int64_
         duet_tensor *k = duet_nn_reshape(g, tf_linear(m, g, h, ly->wk, ly->bk, sc), 4, kshape);
         duet_tensor *v = duet_nn_reshape(g, tf_linear(m, g, h, ly->wv, ly->bv, sc), 4, kshape);
         if (!gpt2) {
-            q = duet_nn_rope(g, q, pos0, p->rope_theta, 0);
-            k = duet_nn_rope(g, k, pos0, p->rope_theta, 0);
+            q = tf_rope(m, g, q, pos0);
+            k = tf_rope(m, g, k, pos0);
         }
         if (!q || !k || !v) return NULL;
         if (use_cache) {
@@ -458,6 +578,10 @@ duet_tensor *duet_tf_forward(duet_tf *m, duet_graph *g, const int32_t *ids,
                              const int32_t *targets, int64_t B, int64_t T,
                              duet_tensor **logits) {
     if (logits) *logits = NULL;
+    if (m->external)
+        return nn_fail(g, DUET_ERR_UNSUPPORTED, "transformer forward: this model's weights are "
+                       "views into a file (GGUF, llama2.c, Hugging Face); it can sample "
+                       "(duet_tf_feed) but not train");
     if (B < 1 || T < 1 || T > m->p.ctx)
         return nn_fail(g, DUET_ERR_ARG,
                        "transformer forward: batch %lld x %lld tokens; need B >= 1 and "
@@ -477,54 +601,158 @@ duet_tensor *duet_tf_forward(duet_tf *m, duet_graph *g, const int32_t *ids,
 void duet_tf_reset(duet_tf *m) { m->pos = 0; }
 int64_t duet_tf_pos(const duet_tf *m) { return m->pos; }
 
+/* 1 for the matrices a sampling linear reads: the 2-D parameters but the
+ * position table and an untied token table (those are only looked up). */
+static int tf_is_linear_weight(const duet_tf *m, const duet_tensor *t) {
+    return t->ndim == 2 && t != m->pos_emb && (t != m->tok_emb || m->p.tied);
+}
+
 duet_status duet_tf_set_sample_type(duet_tf *m, int qtype) {
     if (qtype != DUET_QTYPE_F32 && qtype != DUET_QTYPE_F16 && qtype != DUET_QTYPE_BF16 &&
         qtype != DUET_QTYPE_Q8_0)
         return duet_set_error(DUET_ERR_ARG, "transformer: sampling weights can be f32, f16, "
                               "bf16 or q8_0, not %s", duet_qtype_name(qtype));
+    /* back to what the model holds natively */
     duet_free(m->qw);
-    duet_free(m->qoff);
     m->qw = NULL;
-    m->qoff = NULL;
+    for (int i = 0; i < m->nt; i++) {
+        m->wptr[i] = m->nat_ptr[i];
+        m->wtype[i] = m->nat_type[i];
+    }
     m->qtype = DUET_QTYPE_F32;
     if (qtype == DUET_QTYPE_F32) return DUET_OK;
-    /* every matrix a linear uses: the 2-D parameters but the position table */
-    int64_t *off = duet_alloc(sizeof(int64_t) * (size_t)m->nt);
-    if (!off) return duet_set_error(DUET_ERR_NOMEM, "transformer: out of memory");
+    /* sizes: the f32 linear weights whose rows split into blocks */
     int64_t total = 0;
     const int64_t bs = duet_qtype_block_size(qtype);
     for (int i = 0; i < m->nt; i++) {
         const duet_tensor *t = m->list[i];
-        off[i] = -1;
-        if (t->ndim != 2 || t == m->pos_emb || (t == m->tok_emb && !m->p.tied)) continue;
-        if (t->shape[1] % bs) continue; /* stays f32 */
-        off[i] = total;
+        if (!tf_is_linear_weight(m, t) || m->nat_ptr[i] || t->shape[1] % bs) continue;
         total += (duet_qtype_row_bytes(qtype, t->shape[1]) * t->shape[0] + 63) & ~(int64_t)63;
     }
     uint8_t *qw = duet_alloc((size_t)total + 64);
-    if (!qw) {
-        duet_free(off);
+    if (!qw)
         return duet_set_error(DUET_ERR_NOMEM, "transformer: out of memory for %lld bytes of %s "
                               "weights", (long long)total, duet_qtype_name(qtype));
-    }
+    int64_t off = 0;
     for (int i = 0; i < m->nt; i++) {
-        if (off[i] < 0) continue;
         const duet_tensor *t = m->list[i];
+        if (!tf_is_linear_weight(m, t) || m->nat_ptr[i] || t->shape[1] % bs) continue;
         const int64_t rows = t->shape[0], C = t->shape[1], rb = duet_qtype_row_bytes(qtype, C);
         for (int64_t r = 0; r < rows; r++) {
             duet_status s = duet_quantize_row(qtype, (const float *)t->data + r * C,
-                                              qw + off[i] + r * rb, C);
+                                              qw + off + r * rb, C);
             if (s != DUET_OK) {
                 duet_free(qw);
-                duet_free(off);
+                for (int j = 0; j < m->nt; j++) {
+                    m->wptr[j] = m->nat_ptr[j];
+                    m->wtype[j] = m->nat_type[j];
+                }
                 return s;
             }
         }
+        m->wptr[i] = qw + off;
+        m->wtype[i] = qtype;
+        off += (rb * rows + 63) & ~(int64_t)63;
     }
     m->qw = qw;
-    m->qoff = off;
     m->qtype = qtype;
     return DUET_OK;
+}
+
+int64_t duet_tf_weight_bytes(const duet_tf *m) {
+    int64_t total = 0;
+    for (int i = 0; i < m->nt; i++) {
+        const duet_tensor *t = m->list[i];
+        if (!tf_is_linear_weight(m, t)) continue;
+        total += duet_qtype_row_bytes(m->wtype[i], t->shape[1]) * t->shape[0];
+    }
+    return total;
+}
+
+int duet_tf_is_external(const duet_tf *m) { return m->external; }
+
+int tf_main_weight_type(const duet_tf *m) {
+    int64_t bytes[DUET_QTYPE_COUNT] = {0};
+    int best = DUET_QTYPE_F32;
+    for (int i = 0; i < m->nt; i++) {
+        const duet_tensor *t = m->list[i];
+        if (!tf_is_linear_weight(m, t)) continue;
+        bytes[m->wtype[i]] += duet_qtype_row_bytes(m->wtype[i], t->shape[1]) * t->shape[0];
+        if (bytes[m->wtype[i]] > bytes[best]) best = m->wtype[i];
+    }
+    return best;
+}
+
+/* ==== external weights ==================================================== */
+
+duet_tf *tf_new_external(const duet_tf_params *p, const tf_ext_params *e) {
+    duet_tf *m = tf_alloc(p, 1);
+    if (!m) {
+        if (e->owner_free) e->owner_free(e->owner);
+        return NULL;
+    }
+    m->owner = e->owner;
+    m->owner_free = e->owner_free;
+    if (e->rope_neox >= 0) m->neox = e->rope_neox != 0;
+    if (e->rope_freq_scale > 0.0f) m->rope_freq_scale = e->rope_freq_scale;
+    const int64_t P = m->HS / 2;
+    m->copies = duet_calloc((size_t)m->nt, sizeof *m->copies);
+    if (!m->copies) goto nomem;
+    if (e->rope_freqs) {
+        m->rope_freqs = duet_alloc((size_t)P * sizeof(float));
+        if (!m->rope_freqs) goto nomem;
+        for (int64_t i = 0; i < P; i++) {
+            if (!(e->rope_freqs[i] > 0.0f) || !isfinite(e->rope_freqs[i])) {
+                duet_set_error(DUET_ERR_FORMAT, "%s: RoPE frequency factor %lld is %g (want a "
+                               "positive number)", e->path, (long long)i,
+                               (double)e->rope_freqs[i]);
+                goto fail;
+            }
+            m->rope_freqs[i] = e->rope_freqs[i];
+        }
+    }
+    for (int i = 0; i < m->nt; i++) {
+        duet_tensor *t = m->list[i];
+        tf_ext_weight w = {NULL, DUET_QTYPE_F32};
+        if (e->get(e->ud, t->name, t->ndim, t->shape, &w) != DUET_OK) goto fail;
+        const int64_t cols = t->shape[t->ndim - 1], rows = t->ndim == 2 ? t->shape[0] : 1;
+        const char *tn = duet_qtype_name(w.type) ? duet_qtype_name(w.type) : "unknown";
+        if (t->ndim == 1) {
+            if (w.type != DUET_QTYPE_F32 && w.type != DUET_QTYPE_F16 &&
+                w.type != DUET_QTYPE_BF16) {
+                duet_set_error(DUET_ERR_UNSUPPORTED, "%s: tensor for '%s' is %s; vectors (norms, "
+                               "biases) must be f32, f16 or bf16", e->path, t->name, tn);
+                goto fail;
+            }
+            duet_dequantize_row(w.type, w.data, t->data, cols);
+            continue;
+        }
+        if (!duet_qtype_supported(w.type) || w.type == DUET_QTYPE_Q8_K ||
+            cols % duet_qtype_block_size(w.type)) {
+            duet_set_error(DUET_ERR_UNSUPPORTED, "%s: tensor for '%s' is %s with rows of %lld; "
+                           "duet multiplies f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K "
+                           "(re-quantize it: duet quantize IN OUT --type q8_0)", e->path, t->name,
+                           tn, (long long)cols);
+            goto fail;
+        }
+        if (w.type != DUET_QTYPE_F32) {
+            m->nat_ptr[i] = m->wptr[i] = w.data;
+            m->nat_type[i] = m->wtype[i] = w.type;
+        } else if (((uintptr_t)w.data & 3) == 0) {
+            t->data = (void *)(uintptr_t)w.data; /* read only: nothing trains an external model */
+        } else {
+            m->copies[i] = duet_alloc((size_t)(rows * cols) * sizeof(float));
+            if (!m->copies[i]) goto nomem;
+            memcpy(m->copies[i], w.data, (size_t)(rows * cols) * sizeof(float));
+            t->data = m->copies[i];
+        }
+    }
+    return m;
+nomem:
+    duet_set_error(DUET_ERR_NOMEM, "%s: out of memory setting up the model", e->path);
+fail:
+    duet_tf_free(m);
+    return NULL;
 }
 
 static duet_status tf_cache_alloc(duet_tf *m) {
@@ -622,6 +850,10 @@ static duet_status add_extra(duet_st_writer *w, const char *const *extra, int ne
 
 duet_status duet_tf_save(const duet_tf *m, const char *path, const char *tokenizer_json,
                          const char *const *extra_meta, int nextra) {
+    if (m->external)
+        return duet_set_error(DUET_ERR_UNSUPPORTED, "saving %s: this model's weights are views "
+                              "into another file (GGUF, llama2.c, Hugging Face); convert that "
+                              "file instead (duet convert / duet quantize)", path);
     duet_st_writer *w = duet_st_writer_new();
     if (!w) return duet_set_error(DUET_ERR_NOMEM, "saving %s: out of memory", path);
     const duet_tf_params *p = &m->p;
@@ -643,8 +875,8 @@ duet_status duet_tf_save(const duet_tf *m, const char *path, const char *tokeniz
     if (s == DUET_OK) s = add_meta_f(w, "duet.norm_eps", p->norm_eps);
     if (s == DUET_OK) s = add_meta_f(w, "duet.rope_theta", p->rope_theta);
     if (s == DUET_OK) s = add_meta_i(w, "duet.tied", p->tied);
-    if (s == DUET_OK && p->arch == DUET_TF_ARCH_LLAMA)
-        s = duet_st_writer_meta(w, "duet.rope", "adjacent");
+    if (s == DUET_OK && p->arch != DUET_TF_ARCH_GPT2)
+        s = duet_st_writer_meta(w, "duet.rope", m->neox ? "neox" : "adjacent");
     if (s == DUET_OK && tokenizer_json)
         s = duet_st_writer_meta(w, "duet.tokenizer", tokenizer_json);
     if (s == DUET_OK) s = add_extra(w, extra_meta, nextra);
@@ -751,7 +983,7 @@ duet_tf *duet_tf_load(const char *path, char **tokenizer_json) {
     int a = duet_tf_arch_from_name(arch);
     if (a < 0) {
         duet_set_error(DUET_ERR_FORMAT, "%s: architecture '%s' is not one duet knows (gpt2, "
-                       "llama)", path, arch ? arch : "(none)");
+                       "llama, qwen2)", path, arch ? arch : "(none)");
         goto fail;
     }
     duet_tf_params p;
@@ -770,11 +1002,15 @@ duet_tf *duet_tf_load(const char *path, char **tokenizer_json) {
         goto fail;
     }
     p.tied = (int)tied;
-    if (p.arch == DUET_TF_ARCH_LLAMA) {
+    int neox = 0;
+    if (p.arch != DUET_TF_ARCH_GPT2) {
         const char *rope = duet_st_meta(st, "duet.rope");
-        if (!rope || strcmp(rope, "adjacent") != 0) {
-            duet_set_error(DUET_ERR_FORMAT, "%s: RoPE layout '%s'; duet uses adjacent pairs "
-                           "('adjacent', Meta/GGUF order)", path, rope ? rope : "(none)");
+        if (rope && strcmp(rope, "neox") == 0) {
+            neox = 1;
+        } else if (!rope || strcmp(rope, "adjacent") != 0) {
+            duet_set_error(DUET_ERR_FORMAT, "%s: RoPE layout '%s'; duet knows 'adjacent' "
+                           "(pairs (2i, 2i+1), Meta/GGUF order) and 'neox' (pairs (i, i+HS/2))",
+                           path, rope ? rope : "(none)");
             goto fail;
         }
     }
@@ -784,8 +1020,9 @@ duet_tf *duet_tf_load(const char *path, char **tokenizer_json) {
         duet_set_error(DUET_ERR_FORMAT, "%s: bad config in metadata: %s", path, msg);
         goto fail;
     }
-    m = tf_alloc(&p);
+    m = tf_alloc(&p, 0);
     if (!m) goto fail;
+    m->neox = neox;
     if (duet_st_count(st) != m->nt) {
         duet_set_error(DUET_ERR_FORMAT, "%s: %d tensors, a %s model of this config has %d", path,
                        duet_st_count(st), duet_tf_arch_name(p.arch), m->nt);

@@ -1190,12 +1190,32 @@ static int32_t merge_part(const duet_tokenizer *t, const int16_t *c2b, const cha
         goto fail;                                                                           \
     } while (0)
 
+static duet_tokenizer *load_text(const char *path, char *text, int64_t flen);
+
 duet_tokenizer *duet_tokenizer_load(const char *path) {
     duet_clear_error();
-    class_init();
     int64_t flen = 0;
     char *text = read_file(path, &flen);
     if (!text) return NULL;
+    return load_text(path, text, flen);
+}
+
+duet_tokenizer *duet_tokenizer_from_json(const char *json, int64_t len, const char *name) {
+    duet_clear_error();
+    if (len < 0) len = (int64_t)strlen(json);
+    char *text = duet_alloc((size_t)len + 1);
+    if (!text) {
+        duet_set_error(DUET_ERR_NOMEM, "tokenizer '%s': out of memory", name);
+        return NULL;
+    }
+    memcpy(text, json, (size_t)len);
+    return load_text(name, text, len);
+}
+
+/* Parses tokenizer.json text (takes ownership of text; path names it in
+ * messages). */
+static duet_tokenizer *load_text(const char *path, char *text, int64_t flen) {
+    class_init();
     duet_json *root = NULL;
     duet_tokenizer *t = NULL;
     int32_t *added_id = NULL;

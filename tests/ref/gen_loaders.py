@@ -1,0 +1,467 @@
+"""gen_loaders.py — model files of other programs, written from their specs
+with struct/numpy (independent of duet), and PyTorch reference logits for
+them, for tests/test_loaders.c (src/models/loaders.c, hf.c, gguf_export.c).
+
+Models are tiny, with random weights:
+  * GGUF (ggml docs/gguf.md, llama.cpp's tensor names and metadata keys):
+      ld_llama_f32.gguf   llama, GQA, untied output, every tensor F32,
+                          theta 10000, a small SentencePiece vocabulary
+      ld_llama_mix.gguf   llama, tied (no output.weight), matrices in
+                          F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q5_1 (token table Q8_0)
+      ld_llama_kq.gguf    llama with hidden 256: ffn_down in Q4_K, Q5_K, Q6_K
+      ld_llama_rope.gguf  llama, theta 500000, rope.scaling linear x4 and a
+                          rope_freqs tensor (Llama 3 style), F16
+      ld_qwen2_f32.gguf   qwen2: q/k/v biases, NeoX RoPE, tied, F32
+      ld_qwen2_q8.gguf    the same weights' shapes in Q8_0 (biases F32)
+      ld_tok_spm.gguf     tokenizer-only files (no tensors): SentencePiece
+      ld_tok_gpt2.gguf    and byte-level BPE vocabularies + chat templates
+      ld_bad_*.gguf       one defect each (arch, missing tensor, shape, MoE)
+    Quantized weights are random blocks of each ggml layout with scales
+    chosen for unit-ish activations; the reference runs on their
+    dequantization (gen_quant.dequant, ggml's arithmetic in float32).
+  * Reference: a plain PyTorch float64 llama/qwen2 (RMSNorm, RoPE on
+    adjacent pairs or NeoX halves with theta^(-2i/HS), linear position
+    scale and per-pair divisors, grouped-query attention by
+    repeat_interleave, SwiGLU), run on a fixed token sequence: logits of
+    every position, and a greedy continuation with its top-2 margins.
+Writes tests/fixtures/ld_*.gguf and ld_expect.bin (DUETFIX1 arrays named
+<model>.ids, .logits, .greedy, .margin; tok_* encodings).
+
+Run: cd tests/ref && /usr/bin/python3 gen_loaders.py
+"""
+import math
+import os
+import struct
+
+import numpy as np
+import torch
+
+import fixture
+import gen_gguf
+import gen_quant
+import gen_tokenizers_real as tr
+
+F64 = torch.float64
+STRING, ARRAY, UINT32, INT32, FLOAT32, BOOL = (gen_gguf.STRING, gen_gguf.ARRAY, gen_gguf.UINT32,
+                                               gen_gguf.INT32, gen_gguf.FLOAT32, gen_gguf.BOOL)
+rng = np.random.default_rng(777)
+OUT = {}  # arrays for ld_expect.bin
+
+
+def fpath(name):
+    return os.path.join(fixture.FIXTURES, name)
+
+
+# --------------------------------------------------------------------------
+# Random weights in a ggml type: (bytes, dequantized float32 values)
+# --------------------------------------------------------------------------
+
+def f16bits(x):
+    return np.asarray(x, np.float16).view(np.uint16)
+
+
+def put16(b, off, v):
+    gen_quant.put_u16(b, off, f16bits(v))
+
+
+def random_tensor(qtype, rows, cols, s):
+    """rows x cols values of type qtype with magnitude about s: random quant
+    fields, scales picked so the values spread over roughly [-s, s]."""
+    n = rows * cols
+    if qtype == "f32":
+        v = (rng.uniform(-s, s, n)).astype(np.float32)
+        return v.tobytes(), v
+    if qtype == "f16":
+        v = rng.uniform(-s, s, n).astype(np.float16)
+        return v.tobytes(), v.astype(np.float32)
+    if qtype == "bf16":
+        v = (rng.uniform(-s, s, n).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        b = v.view(np.uint8).reshape(n, 2)
+        return v.tobytes(), gen_quant.dequant("bf16", b)
+    num, bs, size = gen_quant.TYPES[qtype]
+    nb = n // bs
+    b = rng.integers(0, 256, (nb, size), dtype=np.uint8)
+    u = rng.uniform(0.6, 1.4, nb)
+    if qtype == "q8_0":
+        b[:, 2:34] = rng.integers(-127, 128, (nb, 32)).astype(np.int8).view(np.uint8)
+        put16(b, 0, s / 127 * u)
+    elif qtype in ("q4_0",):
+        put16(b, 0, s / 8 * u)
+    elif qtype == "q5_0":
+        put16(b, 0, s / 16 * u)
+    elif qtype == "q4_1":
+        put16(b, 0, 2 * s / 15 * u)
+        put16(b, 2, -s * rng.uniform(0.8, 1.2, nb))
+    elif qtype == "q5_1":
+        put16(b, 0, 2 * s / 31 * u)
+        put16(b, 2, -s * rng.uniform(0.8, 1.2, nb))
+    elif qtype == "q4_K":  # d*sc*q - dmin*m with sc, m < 64, q < 16
+        put16(b, 0, 2 * s / (15 * 48) * u)
+        put16(b, 2, s / 40 * rng.uniform(0.8, 1.2, nb))
+    elif qtype == "q5_K":  # q < 32
+        put16(b, 0, 2 * s / (31 * 48) * u)
+        put16(b, 2, s / 40 * rng.uniform(0.8, 1.2, nb))
+    elif qtype == "q6_K":  # d*sc*(q-32), sc int8
+        b[:, 192:208] = rng.integers(-100, 101, (nb, 16)).astype(np.int8).view(np.uint8)
+        put16(b, 208, s / (32 * 60) * u)
+    else:
+        raise ValueError(qtype)
+    vals = gen_quant.dequant(qtype, b)
+    assert np.all(np.isfinite(vals)) and np.abs(vals).max() < 8 * s, qtype
+    return b.tobytes(), vals
+
+
+# --------------------------------------------------------------------------
+# Reference model (float64)
+# --------------------------------------------------------------------------
+
+def rmsnorm(x, w, eps):
+    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
+
+
+def rope(x, pos, cfg):
+    """x [T, H, HS]; pair i turns by pos * scale * theta^(-2i/HS) / factor_i."""
+    T, H, HS = x.shape
+    P = HS // 2
+    i = torch.arange(P, dtype=F64)
+    freq = cfg["theta"] ** (-2.0 * i / HS)
+    if cfg.get("factors") is not None:
+        freq = freq / torch.tensor(cfg["factors"], dtype=F64)
+    ang = (pos.to(F64) * cfg.get("scale", 1.0))[:, None] * freq[None, :]
+    c, s = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
+    if cfg["neox"]:
+        x0, x1 = x[..., :P], x[..., P:]
+        return torch.cat([x0 * c - x1 * s, x0 * s + x1 * c], dim=-1)
+    x0, x1 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x0 * c - x1 * s, x0 * s + x1 * c], dim=-1).reshape(T, H, HS)
+
+
+def forward(W, cfg, ids):
+    """W: duet names -> float64 tensors. Returns logits [T, V]."""
+    C, NH, NKV = cfg["C"], cfg["NH"], cfg["NKV"]
+    HS = C // NH
+    ids = torch.tensor(ids)
+    T = len(ids)
+    pos = torch.arange(T)
+    x = W["tok_embeddings.weight"][ids]
+    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+    for l in range(cfg["L"]):
+        p = "layers.%d." % l
+        h = rmsnorm(x, W[p + "attention_norm.weight"], cfg["eps"])
+        def lin(name, bias=True):
+            y = h @ W[p + name + ".weight"].T
+            if bias and (p + name + ".bias") in W:
+                y = y + W[p + name + ".bias"]
+            return y
+        q = lin("attention.wq").reshape(T, NH, HS)
+        k = lin("attention.wk").reshape(T, NKV, HS)
+        v = lin("attention.wv").reshape(T, NKV, HS)
+        q, k = rope(q, pos, cfg), rope(k, pos, cfg)
+        k = k.repeat_interleave(NH // NKV, dim=1)
+        v = v.repeat_interleave(NH // NKV, dim=1)
+        att = torch.einsum("thd,shd->hts", q, k) / math.sqrt(HS)
+        att = att.masked_fill(mask, float("-inf")).softmax(-1)
+        o = torch.einsum("hts,shd->thd", att, v).reshape(T, C)
+        x = x + o @ W[p + "attention.wo.weight"].T
+        h = rmsnorm(x, W[p + "ffn_norm.weight"], cfg["eps"])
+        g = h @ W[p + "feed_forward.w1.weight"].T
+        u = h @ W[p + "feed_forward.w3.weight"].T
+        x = x + (torch.nn.functional.silu(g) * u) @ W[p + "feed_forward.w2.weight"].T
+    x = rmsnorm(x, W["norm.weight"], cfg["eps"])
+    out = W["tok_embeddings.weight"] if cfg["tied"] else W["output.weight"]
+    return x @ out.T
+
+
+def reference(name, W, cfg, ids, ngen=6):
+    """Logits of ids and a greedy continuation (full recompute each step)."""
+    W = {k: torch.tensor(np.asarray(v, np.float64)) for k, v in W.items()}
+    logits = forward(W, cfg, ids)
+    seq, greedy, margin = list(ids), [], []
+    for _ in range(ngen):
+        lg = forward(W, cfg, seq)[-1]
+        top = torch.topk(lg, 2)
+        greedy.append(int(top.indices[0]))
+        margin.append(float(top.values[0] - top.values[1]))
+        seq.append(greedy[-1])
+    OUT[name + ".ids"] = np.array(ids, np.int32)
+    OUT[name + ".logits"] = logits.numpy()
+    OUT[name + ".greedy"] = np.array(greedy, np.int32)
+    OUT[name + ".margin"] = np.array(margin, np.float64)
+
+
+# --------------------------------------------------------------------------
+# Building tiny models: duet names, shapes, types
+# --------------------------------------------------------------------------
+
+def shapes(cfg):
+    C, NH, NKV, H, V = cfg["C"], cfg["NH"], cfg["NKV"], cfg["H"], cfg["V"]
+    HS = C // NH
+    out = [("tok_embeddings.weight", (V, C))]
+    for l in range(cfg["L"]):
+        p = "layers.%d." % l
+        out += [(p + "attention_norm.weight", (C,)), (p + "attention.wq.weight", (NH * HS, C))]
+        if cfg.get("qkv_bias"):
+            out += [(p + "attention.wq.bias", (NH * HS,))]
+        out += [(p + "attention.wk.weight", (NKV * HS, C))]
+        if cfg.get("qkv_bias"):
+            out += [(p + "attention.wk.bias", (NKV * HS,))]
+        out += [(p + "attention.wv.weight", (NKV * HS, C))]
+        if cfg.get("qkv_bias"):
+            out += [(p + "attention.wv.bias", (NKV * HS,))]
+        out += [(p + "attention.wo.weight", (C, NH * HS)), (p + "ffn_norm.weight", (C,)),
+                (p + "feed_forward.w1.weight", (H, C)), (p + "feed_forward.w2.weight", (C, H)),
+                (p + "feed_forward.w3.weight", (H, C))]
+    out += [("norm.weight", (C,))]
+    if not cfg["tied"]:
+        out += [("output.weight", (V, C))]
+    return out
+
+
+def make_weights(cfg, typeof):
+    """typeof(name) -> ggml type name for matrices. Returns (W values, bytes, types)."""
+    W, B, TY = {}, {}, {}
+    for name, shp in shapes(cfg):
+        if len(shp) == 1:
+            if name.endswith("norm.weight"):
+                v = (1.0 + 0.2 * rng.uniform(-1, 1, shp[0])).astype(np.float32)
+            else:
+                v = (0.3 * rng.uniform(-1, 1, shp[0])).astype(np.float32)
+            W[name], B[name], TY[name] = v, v.tobytes(), "f32"
+            continue
+        rows, cols = shp
+        s = 1.0 if name == "tok_embeddings.weight" else math.sqrt(3.0 / cols)
+        t = typeof(name)
+        b, v = random_tensor(t, rows, cols, s)
+        W[name], B[name], TY[name] = v.reshape(rows, cols), b, t
+    return W, B, TY
+
+
+GGUF_LAYER = {
+    "attention_norm.weight": "attn_norm.weight", "attention.wq.weight": "attn_q.weight",
+    "attention.wq.bias": "attn_q.bias", "attention.wk.weight": "attn_k.weight",
+    "attention.wk.bias": "attn_k.bias", "attention.wv.weight": "attn_v.weight",
+    "attention.wv.bias": "attn_v.bias", "attention.wo.weight": "attn_output.weight",
+    "ffn_norm.weight": "ffn_norm.weight", "feed_forward.w1.weight": "ffn_gate.weight",
+    "feed_forward.w2.weight": "ffn_down.weight", "feed_forward.w3.weight": "ffn_up.weight",
+}
+GGUF_GLOBAL = {"tok_embeddings.weight": "token_embd.weight", "norm.weight": "output_norm.weight",
+               "output.weight": "output.weight"}
+
+
+def gguf_name(name):
+    if name in GGUF_GLOBAL:
+        return GGUF_GLOBAL[name]
+    parts = name.split(".", 2)
+    return "blk.%s.%s" % (parts[1], GGUF_LAYER[parts[2]])
+
+
+def arch_kvs(cfg, arch, name):
+    C, NH = cfg["C"], cfg["NH"]
+    kvs = [("general.architecture", STRING, arch), ("general.name", STRING, name),
+           (arch + ".context_length", UINT32, cfg.get("ctx", 64)),
+           (arch + ".embedding_length", UINT32, C), (arch + ".block_count", UINT32, cfg["L"]),
+           (arch + ".feed_forward_length", UINT32, cfg["H"]),
+           (arch + ".rope.dimension_count", UINT32, C // NH),
+           (arch + ".attention.head_count", UINT32, NH),
+           (arch + ".attention.head_count_kv", UINT32, cfg["NKV"]),
+           (arch + ".attention.layer_norm_rms_epsilon", FLOAT32, cfg["eps"]),
+           (arch + ".rope.freq_base", FLOAT32, cfg["theta"])]
+    if cfg.get("scale", 1.0) != 1.0:
+        kvs += [(arch + ".rope.scaling.type", STRING, "linear"),
+                (arch + ".rope.scaling.factor", FLOAT32, 1.0 / cfg["scale"])]
+    return kvs
+
+
+def write_gguf(fname, kvs, W, B, TY, extra=(), drop=(), override=None):
+    tensors = []
+    for name, b in B.items():
+        gn = gguf_name(name)
+        if gn in drop:
+            continue
+        shp = W[name].shape
+        ne = [shp[-1]] if len(shp) == 1 else [shp[1], shp[0]]
+        if override and gn in override:
+            ne = override[gn]
+        tensors.append((gn, ne, TY[name], b))
+    tensors += list(extra)
+    data = gen_gguf.gguf(kvs, tensors)
+    with open(fpath(fname), "wb") as f:
+        f.write(data)
+    return len(data)
+
+
+def cfg_base(**kw):
+    cfg = dict(C=32, NH=4, NKV=2, H=64, L=2, V=40, eps=float(np.float32(1e-5)), theta=10000.0,
+               tied=False, neox=False)
+    cfg.update(kw)
+    return cfg
+
+
+# --------------------------------------------------------------------------
+# A tiny SentencePiece vocabulary for the model files (40 tokens)
+# --------------------------------------------------------------------------
+
+LB = "\u2581"
+
+
+def tiny_spm():
+    pieces = ["<unk>", "<s>", "</s>", LB, "a", "b", "c", "d", "e", LB + "a", LB + "b", "ab", "ba",
+              "cd", LB + "ab", "abc", "de", LB + "c", "ed", LB + "d", "bad", LB + "bad", "cab",
+              LB + "cab", "dd", "ee", "aa", "bb", "cc", LB + "e", "ec", "ce", "da", "ad", "be",
+              "eb", "ac", "ca", "db", "bd"]
+    assert len(pieces) == 40 and len(set(pieces)) == 40
+    scores = [0.0, 0.0, 0.0] + [-(float(i)) * 0.5 for i in range(37)]
+    types = [2, 3, 3] + [1] * 37
+    return [p.encode() for p in pieces], np.array(scores, np.float32), types
+
+
+def spm_kvs(toks, scores, types, bos=1, eos=2, unk=0, add_bos=True, template=None):
+    kvs = [("tokenizer.ggml.model", STRING, "llama"),
+           ("tokenizer.ggml.tokens", ARRAY, (STRING, toks)),
+           ("tokenizer.ggml.scores", ARRAY, (FLOAT32, [float(s) for s in scores])),
+           ("tokenizer.ggml.token_type", ARRAY, (INT32, list(types))),
+           ("tokenizer.ggml.bos_token_id", UINT32, bos), ("tokenizer.ggml.eos_token_id", UINT32, eos),
+           ("tokenizer.ggml.unknown_token_id", UINT32, unk),
+           ("tokenizer.ggml.add_bos_token", BOOL, int(add_bos))]
+    if template:
+        kvs.append(("tokenizer.chat_template", STRING, template))
+    return kvs
+
+
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+          " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+          "{% endif %}")
+LLAMA2_TPL = ("{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message = "
+              "messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false %}"
+              "{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+              "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+              "{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + system_message + "
+              "'\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['content'] %}{% endif %}"
+              "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
+              "{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% endif %}{% endfor %}")
+
+
+def pack_strings(prefix, strings, encs):
+    d, o = tr.pack(strings)
+    OUT[prefix + ".str"], OUT[prefix + ".str_off"] = d, o
+    d, o = tr.pack_ids(encs)
+    OUT[prefix + ".enc"], OUT[prefix + ".enc_off"] = d, o
+
+
+# --------------------------------------------------------------------------
+# GGUF models
+# --------------------------------------------------------------------------
+
+IDS = [1, 9, 11, 5, 14, 3, 30, 21, 7]
+
+
+def gen_gguf_models():
+    toks, scores, types = tiny_spm()
+    # llama, all F32, untied, with a tokenizer
+    cfg = cfg_base()
+    W, B, TY = make_weights(cfg, lambda n: "f32")
+    kvs = arch_kvs(cfg, "llama", "tiny llama f32") + spm_kvs(toks, scores, types, template=LLAMA2_TPL)
+    write_gguf("ld_llama_f32.gguf", kvs, W, B, TY)
+    reference("llama_f32", W, cfg, IDS)
+    # its tokenizer, by the independent SentencePiece loop
+    vocab = (toks, scores, types)
+    strs = [b"ab ba", b"abc cab bad", b"dead beef", b"a  b", b"cx", b""]
+    pack_strings("tiny_spm", strs, [tr.spm_encode(vocab, s, 0, 1) for s in strs])
+
+    # llama, tied, matrices in every 32-block and 16-bit type
+    cfg = cfg_base(tied=True)
+    order = ["f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
+    mats = [n for n, s in shapes(cfg) if len(s) == 2 and n != "tok_embeddings.weight"]
+    pick = {n: order[i % len(order)] for i, n in enumerate(mats)}
+    pick["tok_embeddings.weight"] = "q8_0"
+    W, B, TY = make_weights(cfg, lambda n: pick[n])
+    write_gguf("ld_llama_mix.gguf", arch_kvs(cfg, "llama", "tiny llama mix"), W, B, TY)
+    reference("llama_mix", W, cfg, IDS)
+
+    # llama with hidden 256: ffn_down rows of 256 in the K-quants
+    cfg = cfg_base(H=256, L=3, NKV=4)
+    ktypes = ["q4_K", "q5_K", "q6_K"]
+    def kpick(n):
+        if n.endswith("w2.weight"):
+            return ktypes[int(n.split(".")[1])]
+        if "feed_forward" in n:
+            return "q4_0"
+        return "f16"
+    W, B, TY = make_weights(cfg, kpick)
+    write_gguf("ld_llama_kq.gguf", arch_kvs(cfg, "llama", "tiny llama k-quants"), W, B, TY)
+    reference("llama_kq", W, cfg, IDS)
+
+    # llama, RoPE with theta 500000, linear scaling x4 and per-pair divisors
+    HS = 8
+    factors = [1.0, 2.5, 7.0, 16.0][:HS // 2]
+    cfg = cfg_base(L=1, theta=500000.0, scale=0.25, factors=factors)
+    W, B, TY = make_weights(cfg, lambda n: "f16")
+    extra = [("rope_freqs.weight", [HS // 2], "f32", np.array(factors, np.float32).tobytes())]
+    write_gguf("ld_llama_rope.gguf", arch_kvs(cfg, "llama", "tiny llama rope"), W, B, TY, extra=extra)
+    reference("llama_rope", W, cfg, IDS)
+
+    # qwen2: biases on q, k, v, NeoX RoPE, tied
+    for tname, ty in (("qwen2_f32", "f32"), ("qwen2_q8", "q8_0")):
+        cfg = cfg_base(L=1, tied=True, neox=True, qkv_bias=True, theta=1000000.0)
+        W, B, TY = make_weights(cfg, lambda n: ty)
+        write_gguf("ld_%s.gguf" % tname, arch_kvs(cfg, "qwen2", "tiny " + tname), W, B, TY)
+        reference(tname, W, cfg, IDS)
+
+    # bad files: from a small Q4_0 llama of one layer
+    cfg = cfg_base(L=1)
+    W, B, TY = make_weights(cfg, lambda n: "q4_0")
+    kvs = arch_kvs(cfg, "llama", "bad")
+    write_gguf("ld_bad_arch.gguf", [(k.replace("llama.", "mamba."), t, v) if k != "general.architecture"
+                                    else (k, t, "mamba") for k, t, v in kvs], W, B, TY)
+    write_gguf("ld_bad_missing.gguf", kvs, W, B, TY, drop=("blk.0.ffn_up.weight",))
+    write_gguf("ld_bad_shape.gguf", kvs, W, B, TY, override={"blk.0.attn_k.weight": [32, 8]})
+    write_gguf("ld_bad_moe.gguf", kvs + [("llama.expert_count", UINT32, 8)], W, B, TY)
+    write_gguf("ld_bad_nokey.gguf", [x for x in kvs if x[0] != "llama.block_count"], W, B, TY)
+
+
+# --------------------------------------------------------------------------
+# Tokenizer-only GGUF files
+# --------------------------------------------------------------------------
+
+def gen_gguf_tokenizers():
+    strs = [s for s in tr.test_strings() if len(s) < 200][:60]
+    # SentencePiece with byte tokens (gen_tokenizers_real config "a")
+    toks, scores, types = tr.build_spm_vocab(True)
+    kvs = [("general.architecture", STRING, "llama")] + spm_kvs(toks, scores, types, template=CHATML)
+    kvs.append(("tokenizer.ggml.add_space_prefix", BOOL, 1))
+    with open(fpath("ld_tok_spm.gguf"), "wb") as f:
+        f.write(gen_gguf.gguf(kvs, []))
+    vocab = (toks, scores, types)
+    pack_strings("tok_spm", strs, [tr.spm_encode(vocab, s, 1, 1) for s in strs])
+    OUT["tok_spm.n"] = np.array([len(toks)], np.int32)
+    # byte-level BPE, Llama 3 pre-tokenizer (ignore_merges as llama3 does)
+    toks, types, merges = tr.build_gpt2_vocab()
+    stored = [t if ty in (tr.T_CONTROL, tr.T_USER) else tr.to_bl(t) for t, ty in zip(toks, types)]
+    bos = toks.index(b"<|begin_of_text|>")
+    eos = toks.index(b"<|end_of_text|>")
+    kvs = [("general.architecture", STRING, "llama"),
+           ("tokenizer.ggml.model", STRING, "gpt2"), ("tokenizer.ggml.pre", STRING, "llama-bpe"),
+           ("tokenizer.ggml.tokens", ARRAY, (STRING, stored)),
+           ("tokenizer.ggml.token_type", ARRAY, (INT32, list(types))),
+           ("tokenizer.ggml.merges", ARRAY, (STRING, [tr.to_bl(a) + b" " + tr.to_bl(b) for a, b in merges])),
+           ("tokenizer.ggml.bos_token_id", UINT32, bos), ("tokenizer.ggml.eos_token_id", UINT32, eos),
+           ("tokenizer.ggml.add_bos_token", BOOL, 1),
+           ("tokenizer.chat_template", STRING, CHATML)]
+    with open(fpath("ld_tok_gpt2.gguf"), "wb") as f:
+        f.write(gen_gguf.gguf(kvs, []))
+    pack_strings("tok_gpt2", strs, [tr.gpt2_encode((toks, types, merges), "llama3", s, 1, 1) for s in strs])
+    OUT["tok_gpt2.n"] = np.array([len(toks)], np.int32)
+    OUT["tok_gpt2.bos"] = np.array([bos, eos], np.int32)
+
+
+def main():
+    gen_gguf_models()
+    gen_gguf_tokenizers()
+    fixture.write("ld_expect.bin", OUT)
+    for f in sorted(os.listdir(fixture.FIXTURES)):
+        if f.startswith("ld_"):
+            print("%-28s %7d bytes" % (f, os.path.getsize(fpath(f))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+/*
+ * test_loaders.c — language models in other programs' files
+ * (src/models/loaders.c, hf.c, gguf_export.c) against tests/ref/gen_loaders.py:
+ * tiny GGUF / llama2.c / Hugging Face models written from the specs with
+ * random weights, and a float64 PyTorch reference run on the dequantized
+ * weights.
+ *
+ * For every model: the logits of a fixed sequence fed as one batch (the
+ * quantized matmul path) and token by token (the matvec path with the KV
+ * cache) against the reference, and a greedy continuation that must equal
+ * the reference wherever the reference's top-2 margin exceeds the logit
+ * tolerance. Tolerances (relative to the largest reference logit):
+ *   f32, f16, bf16 weights: 2e-5 — float32 arithmetic against float64
+ *     (the activations stay f32 in these dots);
+ *   32-blocks and K-quants: 4e-2 — duet quantizes the activations to
+ *     Q8_0 / Q8_K blocks (8 bits, |error| <= max/254 per block) for the
+ *     integer dots, as ggml does; the reference does not. A wrong layout, a
+ *     wrong RoPE order or a wrong tensor is an O(1) error.
+ * Plus: tokenizers from GGUF metadata against the independent SentencePiece
+ * and byte-level BPE loops of gen_tokenizers_real.py; chat templates;
+ * refusals of bad files with messages naming the file and the field.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static t_fix *FX;
+
+static const char *fixture_path(const char *name) {
+    static char b[8][512];
+    static int k;
+    const char *dir = getenv("DUET_FIXTURES");
+    char *p = b[k++ % 8];
+    snprintf(p, 512, "%s/%s", dir && *dir ? dir : "tests/fixtures", name);
+    return p;
+}
+
+/* max |got - want| / max |want| over n values */
+static double rel_err(const float *got, const double *want, int64_t n) {
+    double e = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= e)) e = d; /* NaN counts as the worst */
+        if (fabs(want[i]) > m) m = fabs(want[i]);
+    }
+    return m > 0 ? e / m : e;
+}
+
+static int32_t argmax(const float *x, int64_t n) {
+    int32_t b = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[b]) b = (int32_t)i;
+    return b;
+}
+
+/* Logits (batch and one by one) and greedy decoding of a model vs the
+ * reference `key` (ld_expect.bin), within tolerance tol. */
+static void check_model_(duet_model *m, const char *key, double tol, int greedy_too) {
+    char name[96];
+    int64_t T, n, ng;
+    snprintf(name, sizeof name, "%s.ids", key);
+    int32_t *ids = t_fix_i32(FX, name, &T);
+    snprintf(name, sizeof name, "%s.logits", key);
+    double *ref = t_fix_f64(FX, name, &n);
+    snprintf(name, sizeof name, "%s.greedy", key);
+    int32_t *greedy = t_fix_i32(FX, name, &ng);
+    snprintf(name, sizeof name, "%s.margin", key);
+    double *margin = t_fix_f64(FX, name, NULL);
+    if (!ids || !ref || !greedy || !margin || !m) return;
+    const int64_t V = duet_tf_config(m->tf)->vocab;
+    T_CHECK(n == T * V, "%s: reference logits %lld, want %lld x %lld", key, (long long)n,
+            (long long)T, (long long)V);
+    if (n != T * V) return;
+    float *lg = malloc(sizeof(float) * (size_t)n);
+    /* the whole sequence as one batch */
+    duet_tf_reset(m->tf);
+    duet_status s = duet_tf_feed(m->tf, ids, T, lg, 1);
+    T_CHECK(s == DUET_OK, "%s: feed: %s", key, duet_last_error());
+    double e = rel_err(lg, ref, n);
+    T_CHECK(e <= tol, "%s: batch logits relative error %.3g > %.3g", key, e, tol);
+    if (getenv("DUET_TEST_VERBOSE")) printf("  %-12s batch err %.3g (tol %.3g)\n", key, e, tol);
+    /* token by token through the KV cache */
+    duet_tf_reset(m->tf);
+    double e1 = 0;
+    for (int64_t t = 0; t < T; t++) {
+        s = duet_tf_feed(m->tf, ids + t, 1, lg + t * V, 0);
+        if (s != DUET_OK) break;
+    }
+    T_CHECK(s == DUET_OK, "%s: feed one: %s", key, duet_last_error());
+    e1 = rel_err(lg, ref, n);
+    T_CHECK(e1 <= tol, "%s: token-by-token logits relative error %.3g > %.3g", key, e1, tol);
+    if (!greedy_too) {
+        free(lg);
+        return;
+    }
+    /* greedy continuation: equal while the reference margin is decisive */
+    double maxref = 0;
+    for (int64_t i = 0; i < n; i++) maxref = fmax(maxref, fabs(ref[i]));
+    int32_t tok = argmax(lg + (T - 1) * V, V);
+    int64_t decided = 0;
+    for (int64_t i = 0; i < ng; i++) {
+        if (margin[i] <= 2 * tol * maxref) break; /* too close to call */
+        T_CHECK(tok == greedy[i], "%s: greedy token %lld is %d, the reference %d (margin %.3g)",
+                key, (long long)i, tok, greedy[i], margin[i]);
+        if (tok != greedy[i]) break;
+        decided++;
+        if (duet_tf_feed(m->tf, &tok, 1, lg, 0) != DUET_OK) break;
+        tok = argmax(lg, V);
+    }
+    T_CHECK(decided >= 1, "%s: no greedy step was decisive enough to check", key);
+    free(lg);
+}
+
+static void check_model(duet_model *m, const char *key, double tol) {
+    check_model_(m, key, tol, 1);
+}
+
+static duet_model *open_fixture(const char *file) {
+    duet_model *m = duet_model_open(fixture_path(file), NULL);
+    T_CHECK(m != NULL, "open %s: %s", file, duet_last_error());
+    return m;
+}
+
+/* ==== GGUF models ========================================================= */
+
+static void test_gguf_models(void) {
+    duet_model *m = open_fixture("ld_llama_f32.gguf");
+    if (m) {
+        const duet_tf_params *p = duet_tf_config(m->tf);
+        T_CHECK(strcmp(m->format, "gguf") == 0 && strcmp(m->arch, "llama") == 0 &&
+                    strcmp(m->name, "tiny llama f32") == 0,
+                "llama_f32: format %s arch %s name %s", m->format, m->arch, m->name);
+        T_CHECK(p->arch == DUET_TF_ARCH_LLAMA && p->dim == 32 && p->heads == 4 &&
+                    p->kv_heads == 2 && p->hidden == 64 && p->layers == 2 && p->vocab == 40 &&
+                    !p->tied && p->ctx == 64,
+                "llama_f32: config from the metadata");
+        T_CHECK(duet_tf_is_external(m->tf) && m->weight_type == DUET_QTYPE_F32,
+                "llama_f32: external, f32");
+        check_model(m, "llama_f32", 2e-5);
+        /* sampling from a q8_0 copy of the f32 views, then back */
+        T_CHECK(duet_tf_set_sample_type(m->tf, DUET_QTYPE_Q8_0) == DUET_OK, "q8_0 copy");
+        int64_t wb = duet_tf_weight_bytes(m->tf);
+        check_model_(m, "llama_f32", 4e-2, 0); /* weights rounded too: logits only */
+        T_CHECK(duet_tf_set_sample_type(m->tf, DUET_QTYPE_F32) == DUET_OK, "back to f32");
+        T_CHECK(duet_tf_weight_bytes(m->tf) > 3 * wb, "f32 streams ~3.8x the q8_0 bytes");
+        check_model(m, "llama_f32", 2e-5);
+        /* training refuses an external model */
+        duet_graph *g = duet_graph_new(1 << 16);
+        int32_t ids[2] = {1, 2};
+        T_CHECK(duet_tf_forward(m->tf, g, ids, NULL, 1, 2, NULL) == NULL &&
+                    strstr(duet_last_error(), "views into a file"),
+                "forward refuses: %s", duet_last_error());
+        duet_graph_free(g);
+        T_CHECK(duet_tf_save(m->tf, "/tmp/duet_never_written.safetensors", NULL, NULL, 0) ==
+                    DUET_ERR_UNSUPPORTED,
+                "save refuses an external model");
+    }
+    duet_model_free(m);
+
+    m = open_fixture("ld_llama_mix.gguf");
+    if (m) {
+        T_CHECK(duet_tf_config(m->tf)->tied == 1, "llama_mix: tied (no output.weight)");
+        check_model(m, "llama_mix", 4e-2);
+    }
+    duet_model_free(m);
+    m = open_fixture("ld_llama_kq.gguf");
+    if (m) check_model(m, "llama_kq", 4e-2);
+    duet_model_free(m);
+    m = open_fixture("ld_llama_rope.gguf");
+    if (m) {
+        T_CHECK(duet_tf_config(m->tf)->rope_theta == 500000.0f, "llama_rope: freq_base");
+        check_model(m, "llama_rope", 2e-5);
+    }
+    duet_model_free(m);
+    m = open_fixture("ld_qwen2_f32.gguf");
+    if (m) {
+        T_CHECK(duet_tf_config(m->tf)->arch == DUET_TF_ARCH_QWEN2 && strcmp(m->arch, "qwen2") == 0,
+                "qwen2 arch");
+        check_model(m, "qwen2_f32", 2e-5);
+    }
+    duet_model_free(m);
+    m = open_fixture("ld_qwen2_q8.gguf");
+    if (m) {
+        T_CHECK(m->weight_type == DUET_QTYPE_Q8_0, "qwen2_q8: weight type %d", m->weight_type);
+        check_model(m, "qwen2_q8", 4e-2);
+    }
+    duet_model_free(m);
+
+    /* a context asked for */
+    duet_model_params mp;
+    duet_model_params_default(&mp);
+    mp.ctx = 7;
+    m = duet_model_open(fixture_path("ld_llama_f32.gguf"), &mp);
+    T_CHECK(m && duet_tf_config(m->tf)->ctx == 7, "ctx from the params");
+    duet_model_free(m);
+}
+
+/* ==== tokenizers from GGUF metadata ======================================= */
+
+/* Encodes every string of fixture group `key` and compares with the reference. */
+static void check_encodings(const duet_tokenizer *tok, const char *key, unsigned flags) {
+    char name[64];
+    int64_t ns, ne;
+    snprintf(name, sizeof name, "%s.str", key);
+    const char *sb = (const char *)t_fix_i32(FX, name, NULL);
+    snprintf(name, sizeof name, "%s.str_off", key);
+    int32_t *so = t_fix_i32(FX, name, &ns);
+    snprintf(name, sizeof name, "%s.enc", key);
+    int32_t *eb = t_fix_i32(FX, name, NULL);
+    snprintf(name, sizeof name, "%s.enc_off", key);
+    int32_t *eo = t_fix_i32(FX, name, &ne);
+    if (!so || !eo || !tok) return;
+    int bad = 0;
+    int32_t ids[4096];
+    for (int64_t i = 0; i + 1 < ns; i++) {
+        int64_t len = so[i + 1] - so[i];
+        int64_t k = duet_tokenizer_encode(tok, sb + so[i], len, flags, ids, 4096);
+        int64_t want = eo[i + 1] - eo[i];
+        int ok = k == want;
+        for (int64_t j = 0; ok && j < k; j++) ok = ids[j] == eb[eo[i] + j];
+        if (!ok && bad++ < 3)
+            T_CHECK(0, "%s: string %lld (%lld bytes) encodes to %lld ids, the reference %lld",
+                    key, (long long)i, (long long)len, (long long)k, (long long)want);
+        /* decoding gives the text back (no specials involved in these strings) */
+    }
+    T_CHECK(bad == 0, "%s: %d of %lld encodings differ", key, bad, (long long)(ns - 1));
+}
+
+static void test_gguf_tokenizers(void) {
+    /* the model file's tiny SentencePiece vocabulary */
+    duet_model *m = open_fixture("ld_llama_f32.gguf");
+    if (m) {
+        T_CHECK(m->tok && duet_tokenizer_get_kind(m->tok) == DUET_TOKENIZER_SPM &&
+                    duet_tokenizer_vocab_size(m->tok) == 40 && duet_tokenizer_bos(m->tok) == 1 &&
+                    duet_tokenizer_eos(m->tok) == 2 && duet_tokenizer_unk(m->tok) == 0 &&
+                    duet_tokenizer_default_flags(m->tok) == DUET_TOK_ADD_BOS,
+                "llama_f32: SentencePiece tokenizer, bos 1 eos 2 unk 0, add_bos");
+        check_encodings(m->tok, "tiny_spm", 0);
+        T_CHECK(m->chat_template != NULL, "llama_f32: chat template");
+        duet_chat_template *ct = m->chat_template ? duet_chat_template_detect(m->chat_template,
+                                                                              "<s>", "</s>")
+                                                  : NULL;
+        T_CHECK(ct && strcmp(duet_chat_template_name(ct), "llama2") == 0, "llama2 template: %s",
+                ct ? duet_chat_template_name(ct) : duet_last_error());
+        duet_chat_template_free(ct);
+    }
+    duet_model_free(m);
+
+    duet_gguf *g = duet_gguf_open(fixture_path("ld_tok_spm.gguf"));
+    T_CHECK(g != NULL, "open ld_tok_spm.gguf: %s", duet_last_error());
+    char *tpl = NULL;
+    duet_tokenizer *tok = g ? duet_tokenizer_from_gguf(g, &tpl) : NULL;
+    T_CHECK(tok != NULL, "spm from gguf: %s", duet_last_error());
+    if (tok) {
+        T_CHECK(duet_tokenizer_vocab_size(tok) == (int64_t)t_fix_scalar(FX, "tok_spm.n") &&
+                    duet_tokenizer_token_type(tok, 3) == DUET_TOKEN_BYTE,
+                "spm: vocabulary and byte types");
+        check_encodings(tok, "tok_spm", DUET_TOK_SPECIALS);
+        T_CHECK(tpl && strstr(tpl, "<|im_start|>"), "spm: chat template copied");
+    }
+    duet_tokenizer_free(tok);
+    duet_free(tpl);
+    duet_gguf_close(g);
+
+    g = duet_gguf_open(fixture_path("ld_tok_gpt2.gguf"));
+    T_CHECK(g != NULL, "open ld_tok_gpt2.gguf: %s", duet_last_error());
+    tok = g ? duet_tokenizer_from_gguf(g, NULL) : NULL;
+    T_CHECK(tok != NULL, "gpt2 from gguf: %s", duet_last_error());
+    if (tok) {
+        int32_t *be = t_fix_i32(FX, "tok_gpt2.bos", NULL);
+        T_CHECK(duet_tokenizer_get_kind(tok) == DUET_TOKENIZER_GPT2 &&
+                    duet_tokenizer_vocab_size(tok) == (int64_t)t_fix_scalar(FX, "tok_gpt2.n") &&
+                    be && duet_tokenizer_bos(tok) == be[0] && duet_tokenizer_eos(tok) == be[1],
+                "gpt2: kind, vocabulary, bos/eos");
+        check_encodings(tok, "tok_gpt2", DUET_TOK_SPECIALS);
+    }
+    duet_tokenizer_free(tok);
+    duet_gguf_close(g);
+}
+
+/* ==== refusals ============================================================ */
+
+static void expect_refusal(const char *file, const char *w1, const char *w2) {
+    const char *path = fixture_path(file);
+    duet_model *m = duet_model_open(path, NULL);
+    const char *e = duet_last_error();
+    T_CHECK(m == NULL && strstr(e, file) && strstr(e, w1) && (!w2 || strstr(e, w2)),
+            "%s: refused naming the file, '%s'%s%s: got \"%s\"", file, w1, w2 ? " and " : "",
+            w2 ? w2 : "", m ? "(opened)" : e);
+    duet_model_free(m);
+}
+
+static void test_refusals(void) {
+    expect_refusal("ld_bad_arch.gguf", "mamba", "general.architecture");
+    expect_refusal("ld_bad_missing.gguf", "blk.0.ffn_up.weight", "missing");
+    expect_refusal("ld_bad_shape.gguf", "blk.0.attn_k.weight", "[32, 16]");
+    expect_refusal("ld_bad_moe.gguf", "expert_count", NULL);
+    expect_refusal("ld_bad_nokey.gguf", "llama.block_count", NULL);
+    duet_model *m = duet_model_open("/nonexistent/model.gguf", NULL);
+    T_CHECK(!m && strstr(duet_last_error(), "/nonexistent/model.gguf"), "missing file: %s",
+            duet_last_error());
+    m = duet_model_open(fixture_path("ld_expect.bin"), NULL);
+    T_CHECK(!m && strstr(duet_last_error(), "not a model file"), "not a model: %s",
+            duet_last_error());
+}
+
+int main(void) {
+    duet_init();
+    FX = t_fix_load("ld_expect.bin");
+    if (!FX) return t_done();
+    test_gguf_models();
+    test_gguf_tokenizers();
+    test_refusals();
+    t_fix_free(FX);
+    return t_done();
+}
