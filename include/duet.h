@@ -1516,9 +1516,13 @@ typedef struct duet_gguf duet_gguf;
  * keys, general.alignment (u32, a power of two), tensor names (1..64 bytes,
  * unique), n_dims (<= 4), dims (no overflow, ne[0] a multiple of the block
  * size), types (known), offsets (aligned), data inside the file, no two
- * tensors overlapping. Any violation gives NULL with DUET_ERR_FORMAT and a
- * message naming the file, the byte offset and the field; types duet does
- * not know give DUET_ERR_UNSUPPORTED; a missing file DUET_ERR_IO. */
+ * tensors overlapping. Any violation gives NULL with a message naming the
+ * file, the byte offset and the field ("x.gguf: byte 1234: tensor 5
+ * 'blk.0.attn_q.weight': ..."): DUET_ERR_FORMAT for malformed files,
+ * DUET_ERR_UNSUPPORTED for version 1, versions above 3 and big-endian
+ * files, DUET_ERR_IO when the file cannot be read. Tensors of known types
+ * duet cannot compute with (Q2_K, IQ*, ...) open; check
+ * duet_qtype_supported before using them. */
 duet_gguf *duet_gguf_open(const char *path);
 /* The same on bytes in memory (not copied: data must outlive the handle);
  * `name` stands for the file name in messages. */
