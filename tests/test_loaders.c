@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static t_fix *FX;
 
@@ -281,6 +283,83 @@ static void test_gguf_tokenizers(void) {
     duet_gguf_close(g);
 }
 
+/* ==== llama2.c ============================================================ */
+
+/* Copies fixture `name` to path; 0 on success. */
+static int copy_file(const char *name, const char *path) {
+    FILE *in = fopen(fixture_path(name), "rb"), *out = fopen(path, "wb");
+    char buf[65536];
+    size_t n;
+    int ok = in && out;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    if (in) fclose(in);
+    if (out && fclose(out)) ok = 0;
+    return ok ? 0 : -1;
+}
+
+static void test_llama2c(void) {
+    duet_model_params mp;
+    duet_model_params_default(&mp);
+    mp.tokenizer = fixture_path("ld_l2c_tokenizer.bin");
+    duet_model *m = duet_model_open(fixture_path("ld_l2c_legacy.bin"), &mp);
+    T_CHECK(m != NULL, "llama2.c legacy: %s", duet_last_error());
+    if (m) {
+        const duet_tf_params *p = duet_tf_config(m->tf);
+        T_CHECK(strcmp(m->format, "llama2.c") == 0 && p->tied && p->dim == 16 && p->heads == 2 &&
+                    p->kv_heads == 1 && p->hidden == 40 && p->layers == 2 && p->ctx == 16,
+                "legacy: header (shared classifier from a positive vocab_size)");
+        check_model(m, "l2c_legacy", 2e-5);
+        T_CHECK(m->tok && duet_tokenizer_bos(m->tok) == 1 && duet_tokenizer_eos(m->tok) == 2 &&
+                    (duet_tokenizer_default_flags(m->tok) & DUET_TOK_ADD_BOS),
+                "llama2.c tokenizer: bos 1, eos 2, adds bos");
+        check_encodings(m->tok, "l2c_tok", 0);
+        /* pieces spell the boundary ' '; after bos the dummy-prefix space is
+         * dropped, as run.c does (bos itself is CONTROL: its text as stored) */
+        int32_t ids[3] = {1, 9, 10}; /* "\n<s>\n" " a" " b" */
+        char buf[32];
+        int64_t n = duet_tokenizer_decode(m->tok, ids, 3, buf, sizeof buf);
+        T_CHECK(n == 8 && memcmp(buf, "\n<s>\na b", 8) == 0, "decode of <s> a b: '%.*s'",
+                (int)(n > 0 && n < 32 ? n : 0), buf);
+    }
+    duet_model_free(m);
+    m = duet_model_open(fixture_path("ld_l2c_v1.bin"), &mp);
+    T_CHECK(m != NULL, "llama2.c v1: %s", duet_last_error());
+    if (m) {
+        const duet_tf_params *p = duet_tf_config(m->tf);
+        T_CHECK(!p->tied && p->layers == 3 && p->heads == 4 && p->kv_heads == 2,
+                "v1: header and the shared-classifier byte");
+        check_model(m, "l2c_v1", 2e-5);
+    }
+    duet_model_free(m);
+    /* the tokenizer.bin beside the model is found; none beside means no tokenizer */
+    char dir[256], model[300], tokp[300];
+    snprintf(dir, sizeof dir, "/tmp/duet_test_l2c_%d", (int)getpid());
+    snprintf(model, sizeof model, "%s/model.bin", dir);
+    snprintf(tokp, sizeof tokp, "%s/tokenizer.bin", dir);
+    mkdir(dir, 0700);
+    if (copy_file("ld_l2c_v1.bin", model) == 0) {
+        m = duet_model_open(model, NULL);
+        T_CHECK(m && !m->tok, "no tokenizer.bin beside: a model without tokenizer");
+        duet_model_free(m);
+        T_CHECK(copy_file("ld_l2c_tokenizer.bin", tokp) == 0, "copy tokenizer");
+        m = duet_model_open(model, NULL);
+        T_CHECK(m && m->tok && duet_tokenizer_vocab_size(m->tok) == 40,
+                "tokenizer.bin beside the model: %s", m ? "found" : duet_last_error());
+        duet_model_free(m);
+    }
+    unlink(tokp);
+    unlink(model);
+    rmdir(dir);
+    /* a tokenizer of the wrong size */
+    duet_tokenizer *t = duet_tokenizer_load_llama2c(fixture_path("ld_l2c_tokenizer.bin"), 50);
+    T_CHECK(!t && strstr(duet_last_error(), "ld_l2c_tokenizer.bin") &&
+                strstr(duet_last_error(), "token 40"),
+            "short tokenizer.bin: %s", duet_last_error());
+    t = duet_tokenizer_load_llama2c(fixture_path("ld_l2c_tokenizer.bin"), 30);
+    T_CHECK(!t && strstr(duet_last_error(), "more tokens"), "long tokenizer.bin: %s",
+            duet_last_error());
+}
+
 /* ==== refusals ============================================================ */
 
 static void expect_refusal(const char *file, const char *w1, const char *w2) {
@@ -299,6 +378,8 @@ static void test_refusals(void) {
     expect_refusal("ld_bad_shape.gguf", "blk.0.attn_k.weight", "[32, 16]");
     expect_refusal("ld_bad_moe.gguf", "expert_count", NULL);
     expect_refusal("ld_bad_nokey.gguf", "llama.block_count", NULL);
+    expect_refusal("ld_l2c_bad_trunc.bin", "llama2.c", "truncated");
+    expect_refusal("ld_l2c_bad_v2.bin", "version 2", NULL);
     duet_model *m = duet_model_open("/nonexistent/model.gguf", NULL);
     T_CHECK(!m && strstr(duet_last_error(), "/nonexistent/model.gguf"), "missing file: %s",
             duet_last_error());
@@ -313,6 +394,7 @@ int main(void) {
     if (!FX) return t_done();
     test_gguf_models();
     test_gguf_tokenizers();
+    test_llama2c();
     test_refusals();
     t_fix_free(FX);
     return t_done();

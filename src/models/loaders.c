@@ -566,7 +566,9 @@ static int32_t rd_i32(const unsigned char *p) {
 }
 
 /* Parses the header into p and the layout into s; 0 on success, else an
- * error (DUET_ERR_FORMAT) naming the field. */
+ * error (DUET_ERR_FORMAT) naming the field. With quiet (no magic: maybe not
+ * llama2.c at all), a header out of range returns -1 without a message; a
+ * plausible header whose sizes do not add up returns -2 with one. */
 static int l2c_header(const duet_mapped *map, const char *path, duet_tf_params *p, l2c_src *s,
                       int quiet) {
     const unsigned char *d = map->data;
@@ -629,14 +631,13 @@ static int l2c_header(const duet_mapped *map, const char *path, duet_tf_params *
     s->C = f[0], s->H = f[1], s->L = f[2], s->KVD = f[4] * HS, s->V = f[5];
     l2c_layout(s, version, shared, f[6], HS);
     if ((uint64_t)s->end * 4 != map->size) {
-        if (!quiet)
-            duet_set_error(DUET_ERR_FORMAT, "%s: %zu bytes, but a llama2.c %s checkpoint of dim "
+        duet_set_error(DUET_ERR_FORMAT, "%s: %zu bytes, but a llama2.c %s checkpoint of dim "
                            "%lld, hidden %lld, %lld layers, %lld kv heads, vocab %lld, seq_len "
                            "%lld (%s classifier) has %lld: truncated, or another format", path,
                            map->size, version ? "version 1" : "legacy", (long long)f[0],
                            (long long)f[1], (long long)f[2], (long long)f[4], (long long)f[5],
                            (long long)f[6], shared ? "shared" : "own", (long long)(s->end * 4));
-        return -1;
+        return -2;
     }
     return 0;
 }
@@ -815,9 +816,13 @@ duet_model *duet_model_open(const char *path, const duet_model_params *mp) {
             l2c_src s;
             memset(&s, 0, sizeof s);
             s.map = &map;
-            if (l2c_header(&map, path, &p, &s, 1) == 0) {
+            int hr = l2c_header(&map, path, &p, &s, 1);
+            if (hr == 0) {
                 snprintf(m->format, sizeof m->format, "llama2.c");
                 st = l2c_open_model(path, &map, mp, m);
+            } else if (hr == -2) { /* a llama2.c header whose sizes do not add up */
+                duet_unmap_file(&map);
+                st = DUET_ERR_FORMAT;
             } else {
                 duet_unmap_file(&map);
                 duet_set_error(DUET_ERR_FORMAT, "%s: not a model file duet knows (GGUF, a "

@@ -16,6 +16,13 @@ Models are tiny, with random weights:
       ld_tok_spm.gguf     tokenizer-only files (no tensors): SentencePiece
       ld_tok_gpt2.gguf    and byte-level BPE vocabularies + chat templates
       ld_bad_*.gguf       one defect each (arch, missing tensor, shape, MoE)
+  * llama2.c (export.py legacy_export / version1_export; tokenizer.bin as
+    its tokenizer.py writes it: ' ' for the word boundary, bos "\n<s>\n"):
+      ld_l2c_legacy.bin   legacy header, shared classifier, freq_cis tables
+      ld_l2c_v1.bin       "ak42" version 1, own classifier (weights in the
+                          v1 order: norms first)
+      ld_l2c_tokenizer.bin  the 40-token vocabulary of the GGUF llama
+      ld_l2c_bad_*.bin    truncated; an int8 (version 2) export
     Quantized weights are random blocks of each ggml layout with scales
     chosen for unit-ish activations; the reference runs on their
     dequantization (gen_quant.dequant, ggml's arithmetic in float32).
@@ -454,12 +461,80 @@ def gen_gguf_tokenizers():
     OUT["tok_gpt2.bos"] = np.array([bos, eos], np.int32)
 
 
+# --------------------------------------------------------------------------
+# llama2.c checkpoints (karpathy/llama2.c export.py: legacy_export and
+# version1_export) and tokenizer.bin (tokenizer.py export)
+# --------------------------------------------------------------------------
+
+def f32bytes(a):
+    return np.ascontiguousarray(a, dtype="<f4").tobytes()
+
+
+def gen_llama2c():
+    cfgs = {"l2c_legacy": (cfg_base(C=16, NH=2, NKV=1, H=40, L=2, V=40, tied=True), 0),
+            "l2c_v1": (cfg_base(C=16, NH=4, NKV=2, H=24, L=3, V=40, tied=False), 1)}
+    seq = 16
+    for name, (cfg, version) in cfgs.items():
+        W, B, TY = make_weights(cfg, lambda n: "f32")
+        C, H, L, V = cfg["C"], cfg["H"], cfg["L"], cfg["V"]
+        HS = C // cfg["NH"]
+        lay = lambda key: [W["layers.%d.%s" % (l, key)] for l in range(L)]
+        hdr = [C, H, L, cfg["NH"], cfg["NKV"], V, seq]
+        if version == 0:
+            if not cfg["tied"]:
+                hdr[5] = -V
+            out = struct.pack("<7i", *hdr)
+            parts = [W["tok_embeddings.weight"]] + lay("attention_norm.weight") + lay("attention.wq.weight") \
+                + lay("attention.wk.weight") + lay("attention.wv.weight") + lay("attention.wo.weight") \
+                + lay("ffn_norm.weight") + lay("feed_forward.w1.weight") + lay("feed_forward.w2.weight") \
+                + lay("feed_forward.w3.weight") + [W["norm.weight"]]
+            freqs = 1.0 / (10000.0 ** (np.arange(0, HS, 2) / HS))
+            ang = np.outer(np.arange(seq), freqs)
+            parts += [np.cos(ang), np.sin(ang)]  # freq_cis_real / _imag [seq, HS/2]
+        else:
+            out = struct.pack("<Ii", 0x616b3432, 1) + struct.pack("<7i", *hdr) + struct.pack("<B", int(cfg["tied"]))
+            out += b"\0" * (256 - len(out))
+            parts = lay("attention_norm.weight") + lay("ffn_norm.weight") + [W["norm.weight"], W["tok_embeddings.weight"]] \
+                + lay("attention.wq.weight") + lay("attention.wk.weight") + lay("attention.wv.weight") \
+                + lay("attention.wo.weight") + lay("feed_forward.w1.weight") + lay("feed_forward.w2.weight") \
+                + lay("feed_forward.w3.weight")
+        if not cfg["tied"]:
+            parts.append(W["output.weight"])
+        out += b"".join(f32bytes(p_) for p_ in parts)
+        with open(fpath("ld_%s.bin" % name), "wb") as f:
+            f.write(out)
+        reference(name, W, cfg, IDS)
+    # tokenizer.bin for the 40-token vocabulary, as llama2.c's tokenizer.py writes it
+    toks, scores, types = tiny_spm()
+    out = b""
+    pieces = []
+    for i, t in enumerate(toks):
+        t = t.decode()
+        if i == 1:
+            t = "\n<s>\n"
+        elif i == 2:
+            t = "\n</s>\n"
+        pieces.append(t.replace(LB, " ").encode())
+    out = struct.pack("<i", max(len(p_) for p_ in pieces))
+    for p_, sc in zip(pieces, scores):
+        out += struct.pack("<fi", float(sc), len(p_)) + p_
+    with open(fpath("ld_l2c_tokenizer.bin"), "wb") as f:
+        f.write(out)
+    strs = [b"ab ba", b"abc cab bad", b"dead beef", b"cx"]
+    pack_strings("l2c_tok", strs, [tr.spm_encode((toks, scores, types), s_, 0, 1) for s_ in strs])
+    with open(fpath("ld_l2c_bad_trunc.bin"), "wb") as f:  # a plausible header, 100 bytes of weights
+        f.write(struct.pack("<7i", 32, 48, 1, 4, 2, 40, 16) + b"\0" * 100)
+    with open(fpath("ld_l2c_bad_v2.bin"), "wb") as f:
+        f.write(struct.pack("<Ii", 0x616b3432, 2) + b"\0" * 300)
+
+
 def main():
     gen_gguf_models()
     gen_gguf_tokenizers()
+    gen_llama2c()
     fixture.write("ld_expect.bin", OUT)
     for f in sorted(os.listdir(fixture.FIXTURES)):
-        if f.startswith("ld_"):
+        if f.startswith("ld_") and os.path.isfile(fpath(f)):
             print("%-28s %7d bytes" % (f, os.path.getsize(fpath(f))))
 
 
