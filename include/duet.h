@@ -1454,9 +1454,13 @@ duet_status duet_dequantize_row(duet_qtype t, const void *src, float *y, int64_t
  * multiple of the block size and t supported (checked: programmer error).
  * Q8_0 activations must lie in [-127, 127] (duet_quantize_row's do). */
 float duet_quant_dot(duet_qtype t, int64_t n, const void *w, const void *xq);
-/* The scalar reference every SIMD dot is held to (integer sums per block,
- * float accumulation in block order). */
+/* The scalar reference every SIMD dot is held to (an exact integer sum per
+ * block times the block's scales in float; blocks summed in double, in order). */
 float duet_quant_dot_ref(duet_qtype t, int64_t n, const void *w, const void *xq);
+/* sum_i w[i] * x[i] with f32 activations, no activation quantization: the
+ * weights are dequantized 256 at a time on the stack and the products summed
+ * in double (slower; for checks and small rows). Any supported t. */
+float duet_quant_dot_f32(duet_qtype t, int64_t n, const void *w, const float *x);
 
 /* Matrix times vector and matrix times matrix with a weight matrix W of M
  * rows of K values of type t (row r starts at r * duet_qtype_row_bytes(t, K)

@@ -393,7 +393,7 @@ static void test_dots(void) {
     for (int ti = 0; ti < NW; ti++) {
         const duet_qtype t = WEIGHTS[ti], dt = duet_qtype_dot_type(t);
         double worst_simd[4] = {0}, worst_ref = 0;
-        int ok_ref = 1, ok_simd[4] = {1, 1, 1, 1}, ok_exact = 1;
+        int ok_ref = 1, ok_simd[4] = {1, 1, 1, 1}, ok_exact = 1, ok_f32 = 1;
         for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
             const int64_t n = sizes[si];
             for (int mode = 0; mode < 3; mode++) {
@@ -412,6 +412,11 @@ static void test_dots(void) {
                 for (int64_t i = 0; i < n; i++) exact += (double)wd[i] * (double)xd[i];
                 const double mag = dot_mag(t, w, wd, xd, n) + 1e-30;
                 const float ref = duet_quant_dot_ref(t, n, w, xq);
+                /* f32 activations: the dequantized weights against x itself */
+                double exact32 = 0, mag32 = 0;
+                for (int64_t i = 0; i < n; i++)
+                    exact32 += (double)wd[i] * (double)x[i], mag32 += fabs((double)wd[i] * (double)x[i]);
+                ok_f32 &= fabs((double)duet_quant_dot_f32(t, n, w, x) - exact32) <= 1e-6 * mag32 + 1e-30;
                 const double eref = fabs((double)ref - exact) / mag;
                 worst_ref = fmax(worst_ref, eref);
                 ok_ref &= eref <= 1e-6;
@@ -427,6 +432,8 @@ static void test_dots(void) {
         T_CHECK(ok_ref, "%s: reference dot vs double dot of dequantized values (worst %.2e of "
                 "the magnitude)", duet_qtype_name(t), worst_ref);
         T_CHECK(ok_exact, "%s: scalar table entry is the reference", duet_qtype_name(t));
+        T_CHECK(ok_f32, "%s: duet_quant_dot_f32 = double dot of the dequantized weights with x",
+                duet_qtype_name(t));
         for (int k = 1; k < ntabs; k++)
             T_CHECK(ok_simd[k], "%s: %s dot vs reference (worst %.2e of the magnitude)",
                     duet_qtype_name(t), tabs[k].name, worst_simd[k]);

@@ -849,6 +849,22 @@ float duet_quant_dot_ref(duet_qtype t, int64_t n, const void *w, const void *xq)
     return f(n, w, xq);
 }
 
+float duet_quant_dot_f32(duet_qtype t, int64_t n, const void *w, const float *x) {
+    const int64_t bs = duet_qtype_block_size(t);
+    DUET_ASSERT(duet_qtype_supported(t) && n >= 0 && n % bs == 0);
+    const int64_t step = QK_K; /* a multiple of every supported block size */
+    const int64_t sb = duet_qtype_row_bytes(t, step);
+    const uint8_t *p = w;
+    float tmp[QK_K];
+    double s = 0;
+    for (int64_t i = 0; i < n; i += step, p += sb) {
+        const int64_t m = DUET_MIN(step, n - i);
+        duet_dequantize_row(t, p, tmp, m);
+        for (int64_t j = 0; j < m; j++) s += (double)tmp[j] * (double)x[i + j];
+    }
+    return (float)s;
+}
+
 /* ======================================================================== */
 /* Matrix x vector, matrix x matrix                                          */
 /* ======================================================================== */
