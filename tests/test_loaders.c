@@ -360,6 +360,54 @@ static void test_llama2c(void) {
             duet_last_error());
 }
 
+/* ==== Hugging Face folders =============================================== */
+
+static void test_hf(void) {
+    duet_model *m = open_fixture("ld_hf_llama");
+    if (m) {
+        const duet_tf_params *p = duet_tf_config(m->tf);
+        T_CHECK(strcmp(m->format, "hf") == 0 && strcmp(m->arch, "llama") == 0 &&
+                    strcmp(m->name, "ld_hf_llama") == 0 && m->weight_type == DUET_QTYPE_BF16,
+                "hf llama: format %s arch %s name %s type %d", m->format, m->arch, m->name,
+                m->weight_type);
+        T_CHECK(p->arch == DUET_TF_ARCH_LLAMA && !p->tied && p->ctx == 128 &&
+                    p->rope_theta == 500000.0f && p->kv_heads == 2,
+                "hf llama: config.json");
+        check_model(m, "hf_llama", 2e-5);
+        T_CHECK(m->tok && duet_tokenizer_get_kind(m->tok) == DUET_TOKENIZER_SPM &&
+                    duet_tokenizer_bos(m->tok) == 1 && duet_tokenizer_eos(m->tok) == 2 &&
+                    (duet_tokenizer_default_flags(m->tok) & DUET_TOK_ADD_BOS),
+                "hf llama: SentencePiece-style tokenizer.json, bos/eos from tokenizer_config");
+        check_encodings(m->tok, "hf_spm", 0);
+        T_CHECK(m->chat_template && strstr(m->chat_template, "[INST]"), "hf llama: template");
+    }
+    duet_model_free(m);
+    m = open_fixture("ld_hf_qwen2");
+    if (m) {
+        T_CHECK(duet_tf_config(m->tf)->arch == DUET_TF_ARCH_QWEN2 && duet_tf_config(m->tf)->tied &&
+                    m->weight_type == DUET_QTYPE_F16,
+                "hf qwen2: arch, tied, f16 from two shards");
+        check_model(m, "hf_qwen2", 2e-5);
+        T_CHECK(m->tok && duet_tokenizer_get_kind(m->tok) == DUET_TOKENIZER_GPT2 &&
+                    duet_tokenizer_eos(m->tok) == (int32_t)t_fix_scalar(FX, "hf_bl.eos") &&
+                    duet_tokenizer_bos(m->tok) == -1 && duet_tokenizer_default_flags(m->tok) == 0,
+                "hf qwen2: byte-level tokenizer, eos from tokenizer_config, no bos");
+        check_encodings(m->tok, "hf_bl", 0);
+        T_CHECK(m->chat_template && strstr(m->chat_template, "<|im_start|>"), "qwen2 template");
+    }
+    duet_model_free(m);
+    m = duet_model_open(fixture_path("ld_hf_bad_arch"), NULL);
+    T_CHECK(!m && strstr(duet_last_error(), "MambaForCausalLM") &&
+                strstr(duet_last_error(), "ld_hf_bad_arch/config.json"),
+            "hf: unknown architecture: %s", duet_last_error());
+    duet_model_free(m);
+    m = duet_model_open(fixture_path("ld_hf_bad_missing"), NULL);
+    T_CHECK(!m && strstr(duet_last_error(), "model.layers.0.self_attn.k_proj.bias") &&
+                strstr(duet_last_error(), "missing"),
+            "hf: missing tensor: %s", duet_last_error());
+    duet_model_free(m);
+}
+
 /* ==== refusals ============================================================ */
 
 static void expect_refusal(const char *file, const char *w1, const char *w2) {
@@ -395,6 +443,7 @@ int main(void) {
     test_gguf_models();
     test_gguf_tokenizers();
     test_llama2c();
+    test_hf();
     test_refusals();
     t_fix_free(FX);
     return t_done();

@@ -23,6 +23,18 @@ Models are tiny, with random weights:
                           v1 order: norms first)
       ld_l2c_tokenizer.bin  the 40-token vocabulary of the GGUF llama
       ld_l2c_bad_*.bin    truncated; an int8 (version 2) export
+  * Hugging Face folders: safetensors written from the format description
+    (u64 header length, JSON header padded to 8, data), config.json,
+    tokenizer.json, tokenizer_config.json:
+      ld_hf_llama/        LlamaForCausalLM, BF16, q/k rows in Hugging Face's
+                          rotate_half order (the reference runs rotate_half
+                          on them; the generator asserts this equals the
+                          Meta model of the un-permuted rows), llama3
+                          rope_scaling; Llama-2-style tokenizer.json
+      ld_hf_qwen2/        Qwen2ForCausalLM, F16 in two shards with
+                          model.safetensors.index.json, tied; byte-level
+                          tokenizer.json with Llama 3's Split regex
+      ld_hf_bad_*/        an unknown architecture; a missing tensor
     Quantized weights are random blocks of each ggml layout with scales
     chosen for unit-ish activations; the reference runs on their
     dequantization (gen_quant.dequant, ggml's arithmetic in float32).
@@ -528,10 +540,197 @@ def gen_llama2c():
         f.write(struct.pack("<Ii", 0x616b3432, 2) + b"\0" * 300)
 
 
+# --------------------------------------------------------------------------
+# Hugging Face folders (config.json, safetensors, tokenizer.json)
+# --------------------------------------------------------------------------
+
+HF_NAMES = {"tok_embeddings.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",
+            "output.weight": "lm_head.weight"}
+HF_LAYER = {"attention_norm.weight": "input_layernorm.weight", "attention.wq.weight": "self_attn.q_proj.weight",
+            "attention.wq.bias": "self_attn.q_proj.bias", "attention.wk.weight": "self_attn.k_proj.weight",
+            "attention.wk.bias": "self_attn.k_proj.bias", "attention.wv.weight": "self_attn.v_proj.weight",
+            "attention.wv.bias": "self_attn.v_proj.bias", "attention.wo.weight": "self_attn.o_proj.weight",
+            "ffn_norm.weight": "post_attention_layernorm.weight", "feed_forward.w1.weight": "mlp.gate_proj.weight",
+            "feed_forward.w2.weight": "mlp.down_proj.weight", "feed_forward.w3.weight": "mlp.up_proj.weight"}
+ST_DTYPE = {"f32": "F32", "f16": "F16", "bf16": "BF16"}
+
+
+def hf_name(name):
+    if name in HF_NAMES:
+        return HF_NAMES[name]
+    parts = name.split(".", 2)
+    return "model.layers.%s.%s" % (parts[1], HF_LAYER[parts[2]])
+
+
+def write_safetensors(path, items):
+    """items: list of (name, dtype string, shape, bytes); the safetensors
+    layout: u64 header length, JSON header padded with spaces to 8 bytes,
+    data in order."""
+    import json
+    hdr, off = {"__metadata__": {"format": "pt"}}, 0
+    for name, dt, shp, b in items:
+        hdr[name] = {"dtype": dt, "shape": list(shp), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+    h = json.dumps(hdr, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(x[3] for x in items))
+
+
+def hf_permute(w, n_heads):
+    """Meta's q/k rows (adjacent RoPE pairs) -> Hugging Face's (rotate_half),
+    as transformers' convert_llama_weights_to_hf.py permutes them."""
+    rows, cols = w.shape
+    return w.reshape(n_heads, rows // n_heads // 2, 2, cols).transpose(0, 2, 1, 3).reshape(rows, cols)
+
+
+def llama3_factors(HS, theta, factor, low, high, old):
+    """freq / new_freq per pair, after transformers' _compute_llama3_parameters."""
+    out = []
+    for i in range(HS // 2):
+        freq = theta ** (-2.0 * i / HS)
+        wave = 2 * math.pi / freq
+        if wave < old / high:
+            nf = freq
+        elif wave > old / low:
+            nf = freq / factor
+        else:
+            sm = (old / wave - low) / (high - low)
+            nf = (1 - sm) * freq / factor + sm * freq
+        out.append(freq / nf)
+    return out
+
+
+def gen_hf():
+    import json
+    # ---- Llama, BF16, one file, llama3 rope scaling, SentencePiece-style tokenizer.json ----
+    d = fpath("ld_hf_llama")
+    os.makedirs(d, exist_ok=True)
+    factors = llama3_factors(8, 500000.0, 8.0, 1.0, 4.0, 32.0)
+    cfg = cfg_base(L=2, theta=500000.0, eps=float(np.float32(1e-6)), factors=factors, neox=True)
+    W, B, TY = make_weights(cfg, lambda n: "bf16")
+    # Hugging Face q/k rows: the reference runs rotate_half (neox) on them as
+    # stored; check that this is the Meta model of the un-permuted rows
+    Wm = dict(W)
+    for name in list(W):
+        if name.endswith("wq.weight") or name.endswith("wk.weight"):
+            nh = cfg["NH"] if "wq" in name else cfg["NKV"]
+            inv = W[name].reshape(nh, 2, -1, W[name].shape[1]).transpose(0, 2, 1, 3).reshape(W[name].shape)
+            assert np.array_equal(hf_permute(inv, nh), W[name])
+            Wm[name] = inv
+    a = forward({k: torch.tensor(np.asarray(v, np.float64)) for k, v in W.items()}, cfg, IDS)
+    b = forward({k: torch.tensor(np.asarray(v, np.float64)) for k, v in Wm.items()}, dict(cfg, neox=False), IDS)
+    assert torch.allclose(a, b, rtol=1e-12, atol=1e-12), "rotate_half on permuted rows == adjacent pairs"
+    write_safetensors(os.path.join(d, "model.safetensors"),
+                      [(hf_name(n), ST_DTYPE[TY[n]], W[n].shape, B[n]) for n in B])
+    conf = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": cfg["C"],
+            "intermediate_size": cfg["H"], "num_hidden_layers": cfg["L"], "num_attention_heads": cfg["NH"],
+            "num_key_value_heads": cfg["NKV"], "rms_norm_eps": 1e-6, "rope_theta": 500000.0,
+            "vocab_size": cfg["V"], "tie_word_embeddings": False, "max_position_embeddings": 128,
+            "hidden_act": "silu", "torch_dtype": "bfloat16", "bos_token_id": 1, "eos_token_id": 2,
+            "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                             "high_freq_factor": 4.0, "original_max_position_embeddings": 32}}
+    json.dump(conf, open(os.path.join(d, "config.json"), "w"), indent=2)
+    reference("hf_llama", W, cfg, IDS)
+    # tokenizer.json in the Llama 2 style: specials in added_tokens, "▁"
+    # prepended by the normalizer, merges = every split of every merged
+    # piece, in score order
+    toks, scores, types = tiny_spm()
+    vocab = {t.decode(): i for i, t in enumerate(toks)}
+    merges = []
+    for i in sorted(range(len(toks)), key=lambda i: -scores[i]):
+        t = toks[i].decode()
+        if types[i] != 1 or len(t) < 2:
+            continue
+        for k in range(1, len(t)):
+            if t[:k] in vocab and t[k:] in vocab:
+                merges.append(t[:k] + " " + t[k:])
+    tj = {"version": "1.0", "truncation": None, "padding": None,
+          "added_tokens": [{"id": i, "content": toks[i].decode(), "single_word": False, "lstrip": False,
+                            "rstrip": False, "normalized": False, "special": True} for i in range(3)],
+          "normalizer": {"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": LB},
+                                                             {"type": "Replace", "pattern": {"String": " "},
+                                                              "content": LB}]},
+          "pre_tokenizer": None,
+          "post_processor": None,
+          "decoder": {"type": "Sequence", "decoders": [{"type": "Replace", "pattern": {"String": LB}, "content": " "},
+                                                       {"type": "ByteFallback"}, {"type": "Fuse"},
+                                                       {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+          "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                    "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True,
+                    "vocab": vocab, "merges": merges}}
+    json.dump(tj, open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8"), ensure_ascii=False)
+    json.dump({"add_bos_token": True, "add_eos_token": False, "bos_token": "<s>", "eos_token": "</s>",
+               "unk_token": "<unk>", "chat_template": LLAMA2_TPL},
+              open(os.path.join(d, "tokenizer_config.json"), "w"), indent=1)
+    strs = [b"ab ba", b"abc cab bad", b"dead beef", b"a  b", b"cx"]
+    pack_strings("hf_spm", strs, [tr.spm_encode((toks, scores, types), s_, 0, 1) for s_ in strs])
+
+    # ---- Qwen2, F16 in two shards + index, biases, tied, byte-level tokenizer.json ----
+    d = fpath("ld_hf_qwen2")
+    os.makedirs(d, exist_ok=True)
+    btoks, btypes, bmerges = tr.build_gpt2_vocab()
+    cfg = cfg_base(L=2, V=len(btoks), tied=True, neox=True, qkv_bias=True, theta=1000000.0,
+                   eps=float(np.float32(1e-6)))
+    W, B, TY = make_weights(cfg, lambda n: "f16")
+    names = list(B)
+    half = len(names) // 2
+    wmap = {}
+    for k, part in enumerate((names[:half], names[half:])):
+        fn = "model-%05d-of-00002.safetensors" % (k + 1)
+        write_safetensors(os.path.join(d, fn), [(hf_name(n), ST_DTYPE[TY[n]], W[n].shape, B[n]) for n in part])
+        wmap.update({hf_name(n): fn for n in part})
+    json.dump({"metadata": {"total_size": sum(len(b) for b in B.values())}, "weight_map": wmap},
+              open(os.path.join(d, "model.safetensors.index.json"), "w"), indent=1)
+    conf = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": cfg["C"],
+            "intermediate_size": cfg["H"], "num_hidden_layers": cfg["L"], "num_attention_heads": cfg["NH"],
+            "num_key_value_heads": cfg["NKV"], "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+            "vocab_size": cfg["V"], "tie_word_embeddings": True, "max_position_embeddings": 256,
+            "hidden_act": "silu", "torch_dtype": "float16"}
+    json.dump(conf, open(os.path.join(d, "config.json"), "w"), indent=2)
+    reference("hf_qwen2", W, cfg, IDS)
+    normal = [i for i, ty in enumerate(btypes) if ty not in (tr.T_CONTROL, tr.T_USER)]
+    llama3_re = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+                 "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+    tj = {"version": "1.0",
+          "added_tokens": [{"id": i, "content": btoks[i].decode(), "special": btypes[i] == tr.T_CONTROL,
+                            "normalized": False} for i in range(len(btoks)) if i not in normal],
+          "normalizer": None,
+          "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+              {"type": "Split", "pattern": {"Regex": llama3_re}, "behavior": "Isolated", "invert": False},
+              {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+          "post_processor": None,
+          "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+          "model": {"type": "BPE", "ignore_merges": True, "byte_fallback": False,
+                    "vocab": {tr.to_bl(btoks[i]).decode(): i for i in normal},
+                    "merges": [[tr.to_bl(a_).decode(), tr.to_bl(b_).decode()] for a_, b_ in bmerges]}}
+    json.dump(tj, open(os.path.join(d, "tokenizer.json"), "w", encoding="utf-8"), ensure_ascii=False)
+    json.dump({"bos_token": None, "eos_token": "<|im_end|>", "chat_template": CHATML},
+              open(os.path.join(d, "tokenizer_config.json"), "w"), indent=1)
+    strs = [s_ for s_ in tr.test_strings() if len(s_) < 120][:30]
+    pack_strings("hf_bl", strs, [tr.gpt2_encode((btoks, btypes, bmerges), "llama3", s_, 0, 1) for s_ in strs])
+    OUT["hf_bl.eos"] = np.array([btoks.index(b"<|im_end|>")], np.int32)
+    # bad folders: an unknown architecture; a missing tensor
+    d = fpath("ld_hf_bad_arch")
+    os.makedirs(d, exist_ok=True)
+    json.dump(dict(conf, architectures=["MambaForCausalLM"], model_type="mamba"),
+              open(os.path.join(d, "config.json"), "w"))
+    d = fpath("ld_hf_bad_missing")
+    os.makedirs(d, exist_ok=True)
+    json.dump(conf, open(os.path.join(d, "config.json"), "w"))
+    cfg = cfg_base(L=1, V=8, tied=True, qkv_bias=True, C=8, NH=2, NKV=1, H=8)
+    W, B, TY = make_weights(cfg, lambda n: "f16")
+    json.dump(dict(conf, hidden_size=8, intermediate_size=8, num_hidden_layers=1, num_attention_heads=2,
+                   num_key_value_heads=1, vocab_size=8), open(os.path.join(d, "config.json"), "w"))
+    write_safetensors(os.path.join(d, "model.safetensors"),
+                      [(hf_name(n), ST_DTYPE[TY[n]], W[n].shape, B[n]) for n in B if "k_proj.bias" not in hf_name(n)])
+
+
 def main():
     gen_gguf_models()
     gen_gguf_tokenizers()
     gen_llama2c()
+    gen_hf()
     fixture.write("ld_expect.bin", OUT)
     for f in sorted(os.listdir(fixture.FIXTURES)):
         if f.startswith("ld_") and os.path.isfile(fpath(f)):
