@@ -408,6 +408,213 @@ static void test_hf(void) {
     duet_model_free(m);
 }
 
+/* ==== writers: duet convert, duet quantize ================================ */
+
+static const char CORPUS[] =
+    "Once upon a time there was a little fox who lived in the woods. Every morning the fox "
+    "ran to the river to drink, and every evening the fox ran home to sleep. One day the fox "
+    "met a bear by the river. The bear said hello and the fox said hello back. ";
+
+/* A small model of arch `a`, trained a few dozen AdamW steps on CORPUS (so
+ * its greedy text is not a constant), saved as a duet checkpoint at path. */
+static int train_tiny(duet_tf_arch a, const duet_tokenizer *tok, const char *path,
+                      const char *tok_json) {
+    int32_t ids[512];
+    int64_t n = duet_tokenizer_encode(tok, CORPUS, (int64_t)strlen(CORPUS), 0, ids, 512);
+    duet_tf_params p;
+    duet_tf_params_default(&p, a);
+    p.vocab = duet_tokenizer_vocab_size(tok);
+    p.ctx = 32, p.dim = 32, p.layers = 2, p.heads = 4, p.hidden = 64;
+    p.kv_heads = a == DUET_TF_ARCH_GPT2 ? 4 : 2;
+    duet_tf *m = duet_tf_new(&p, 7);
+    duet_graph *g = duet_graph_new(1 << 20);
+    int np = 0;
+    duet_tensor **params = m ? duet_tf_params_list(m, &np) : NULL;
+    duet_adamw opt;
+    int ok = m && g && n > 40 && duet_adamw_init(&opt, params, np, 0.9f, 0.95f, 1e-8f, 0.0f) == DUET_OK;
+    for (int step = 0; ok && step < 40; step++) {
+        const int64_t B = 4, T = 32;
+        int32_t x[4 * 32], y[4 * 32];
+        for (int64_t b = 0; b < B; b++) {
+            int64_t o = (step * 7 + b * 13) % (n - T - 1);
+            memcpy(x + b * T, ids + o, T * sizeof(int32_t));
+            memcpy(y + b * T, ids + o + 1, T * sizeof(int32_t));
+        }
+        duet_graph_reset(g);
+        duet_tf_zero_grad(m);
+        duet_tensor *loss = duet_tf_forward(m, g, x, y, B, T, NULL);
+        ok = loss && duet_graph_backward(g, loss) == DUET_OK;
+        if (ok) duet_adamw_step(&opt, params, np, 1e-2f);
+    }
+    if (m && g) duet_adamw_free(&opt);
+    ok = ok && duet_tf_save(m, path, tok_json, NULL, 0) == DUET_OK;
+    T_CHECK(ok, "train a tiny %s: %s", duet_tf_arch_name(a), duet_last_error());
+    duet_graph_free(g);
+    duet_tf_free(m);
+    return ok ? 0 : -1;
+}
+
+/* Greedy continuation of `prompt` for n tokens; also the first logits. */
+static void greedy(duet_model *m, int32_t *out, int n, float *first) {
+    int32_t ids[64];
+    const int64_t V = duet_tf_config(m->tf)->vocab;
+    int64_t k = duet_tokenizer_encode(m->tok, "the fox ", 8, 0, ids, 64);
+    float *lg = malloc(sizeof(float) * (size_t)V);
+    duet_tf_reset(m->tf);
+    duet_tf_feed(m->tf, ids, k, lg, 0);
+    memcpy(first, lg, sizeof(float) * (size_t)V);
+    for (int i = 0; i < n; i++) {
+        out[i] = argmax(lg, V);
+        duet_tf_feed(m->tf, &out[i], 1, lg, 0);
+    }
+    free(lg);
+}
+
+static void test_convert(void) {
+    char dir[128], ckpt[192], gguf[192], tokp[192];
+    snprintf(dir, sizeof dir, "/tmp/duet_test_conv_%d", (int)getpid());
+    snprintf(ckpt, sizeof ckpt, "%s/m.safetensors", dir);
+    snprintf(gguf, sizeof gguf, "%s/m.gguf", dir);
+    snprintf(tokp, sizeof tokp, "%s/tok.json", dir);
+    mkdir(dir, 0700);
+    duet_tokenizer *tok = duet_tokenizer_train(CORPUS, (int64_t)strlen(CORPUS), 300, NULL);
+    char *tj = NULL;
+    FILE *f = NULL;
+    if (tok && duet_tokenizer_save(tok, tokp) == DUET_OK && (f = fopen(tokp, "rb"))) {
+        tj = calloc(1, 1 << 20);
+        fread(tj, 1, (1 << 20) - 1, f);
+        fclose(f);
+    }
+    T_CHECK(tj != NULL, "tokenizer json");
+    const duet_tf_arch archs[3] = {DUET_TF_ARCH_LLAMA, DUET_TF_ARCH_GPT2, DUET_TF_ARCH_QWEN2};
+    for (int ai = 0; tj && ai < 3; ai++) {
+        const char *an = duet_tf_arch_name(archs[ai]);
+        if (train_tiny(archs[ai], tok, ckpt, tj)) continue;
+        duet_model_params mp;
+        duet_model_params_default(&mp);
+        duet_model *orig = duet_model_open(ckpt, &mp);
+        T_CHECK(orig && strcmp(orig->format, "duet") == 0 && orig->tok, "%s: open the checkpoint: %s",
+                an, duet_last_error());
+        if (!orig) continue;
+        const int64_t V = duet_tf_config(orig->tf)->vocab;
+        float *l0 = malloc(sizeof(float) * (size_t)V), *l1 = malloc(sizeof(float) * (size_t)V);
+        int32_t g0[24], g1[24];
+        greedy(orig, g0, 24, l0);
+        int distinct = 0;
+        for (int i = 1; i < 24; i++) distinct += g0[i] != g0[0];
+        T_CHECK(distinct > 0, "%s: the trained model's greedy text is not one token repeated", an);
+        /* f32: the same arithmetic, so the same logits and text */
+        duet_status s = duet_tf_save_gguf(orig->tf, orig->tok, gguf, DUET_QTYPE_F32, "tiny");
+        T_CHECK(s == DUET_OK, "%s: save gguf f32: %s", an, duet_last_error());
+        duet_model *back = duet_model_open(gguf, &mp);
+        T_CHECK(back && strcmp(back->format, "gguf") == 0 && strcmp(back->arch, an) == 0 &&
+                    back->tok && strcmp(back->name, "tiny") == 0,
+                "%s: GGUF opens back: %s", an, back ? back->arch : duet_last_error());
+        if (back) {
+            const duet_tf_params *a = duet_tf_config(orig->tf), *b = duet_tf_config(back->tf);
+            T_CHECK(a->dim == b->dim && a->layers == b->layers && a->heads == b->heads &&
+                        a->kv_heads == b->kv_heads && a->hidden == b->hidden &&
+                        a->vocab == b->vocab && a->tied == b->tied && a->ctx == b->ctx &&
+                        a->norm_eps == b->norm_eps && a->rope_theta == b->rope_theta,
+                    "%s: config round trip", an);
+            greedy(back, g1, 24, l1);
+            T_CHECK(memcmp(g0, g1, sizeof g0) == 0, "%s: greedy text after GGUF f32 differs", an);
+            double e = 0, mx = 0;
+            for (int64_t i = 0; i < V; i++) {
+                e = fmax(e, fabs((double)l0[i] - (double)l1[i]));
+                mx = fmax(mx, fabs((double)l0[i]));
+            }
+            T_CHECK(e <= 1e-5 * mx, "%s: f32 GGUF logits differ by %.3g (max %.3g)", an, e, mx);
+            /* the tokenizer: same ids for ASCII text, same bytes back */
+            int32_t x[256], y[256];
+            const char *txt = "Every evening the bear, the fox and 3 owls ran home!\n";
+            int64_t nx = duet_tokenizer_encode(orig->tok, txt, (int64_t)strlen(txt), 0, x, 256);
+            int64_t ny = duet_tokenizer_encode(back->tok, txt, (int64_t)strlen(txt), 0, y, 256);
+            char buf[256];
+            int64_t nb = duet_tokenizer_decode(back->tok, y, ny, buf, sizeof buf);
+            T_CHECK(nx == ny && memcmp(x, y, sizeof(int32_t) * (size_t)nx) == 0 &&
+                        nb == (int64_t)strlen(txt) && memcmp(buf, txt, (size_t)nb) == 0,
+                    "%s: tokenizer round trip through tokenizer.ggml.*", an);
+            T_CHECK(duet_tokenizer_eos(back->tok) == duet_tokenizer_eos(orig->tok),
+                    "%s: eos id kept", an);
+        }
+        duet_model_free(back);
+        /* q8_0: the linears as duet's own q8_0 copy, the token table q8_0 too */
+        s = duet_tf_save_gguf(orig->tf, orig->tok, gguf, DUET_QTYPE_Q8_0, NULL);
+        back = s == DUET_OK ? duet_model_open(gguf, &mp) : NULL;
+        T_CHECK(back && back->weight_type == DUET_QTYPE_Q8_0, "%s: q8_0 GGUF: %s", an,
+                duet_last_error());
+        if (back) {
+            greedy(back, g1, 1, l1);
+            double e = 0, mx = 0;
+            for (int64_t i = 0; i < V; i++) {
+                e = fmax(e, fabs((double)l0[i] - (double)l1[i]));
+                mx = fmax(mx, fabs((double)l0[i]));
+            }
+            /* weights rounded to 8 bits and activations too: ~1e-2 relative */
+            T_CHECK(e <= 4e-2 * mx, "%s: q8_0 GGUF logits differ by %.3g (max %.3g)", an, e, mx);
+        }
+        duet_model_free(back);
+        free(l0);
+        free(l1);
+        /* an external model cannot be converted */
+        back = duet_model_open(fixture_path("ld_llama_f32.gguf"), NULL);
+        T_CHECK(back && duet_tf_save_gguf(back->tf, NULL, gguf, DUET_QTYPE_F32, NULL) ==
+                            DUET_ERR_UNSUPPORTED,
+                "converting an external model is refused");
+        duet_model_free(back);
+        duet_model_free(orig);
+    }
+    duet_tokenizer_free(tok);
+    free(tj);
+
+    /* duet quantize: f32 GGUF -> q8_0; metadata (tokenizer, template) kept */
+    duet_status s = duet_gguf_requantize(fixture_path("ld_llama_f32.gguf"), gguf, DUET_QTYPE_Q8_0);
+    T_CHECK(s == DUET_OK, "requantize q8_0: %s", duet_last_error());
+    duet_gguf *g = s == DUET_OK ? duet_gguf_open(gguf) : NULL;
+    duet_gguf *g0 = duet_gguf_open(fixture_path("ld_llama_f32.gguf"));
+    if (g && g0) {
+        int types_ok = duet_gguf_tensor_count(g) == duet_gguf_tensor_count(g0);
+        for (int64_t i = 0; types_ok && i < duet_gguf_tensor_count(g); i++) {
+            const duet_gguf_tensor *t = duet_gguf_tensor_at(g, i);
+            types_ok = t->type == (t->n_dims == 1 ? DUET_QTYPE_F32 : DUET_QTYPE_Q8_0);
+        }
+        int64_t ft = -1;
+        T_CHECK(types_ok && duet_gguf_get_int(g, "general.file_type", &ft) == DUET_OK && ft == 7 &&
+                    duet_gguf_kv_count(g) == duet_gguf_kv_count(g0) + 1,
+                "requantize: matrices q8_0, vectors f32, keys kept, file_type 7");
+    }
+    duet_gguf_close(g);
+    duet_gguf_close(g0);
+    duet_model *m = duet_model_open(gguf, NULL);
+    T_CHECK(m && m->tok && m->chat_template, "requantized file opens with its tokenizer");
+    if (m) check_model_(m, "llama_f32", 4e-2, 0);
+    duet_model_free(m);
+    /* K-quants: rows of 256 -> q4_K, rows of 32 fall back to q8_0 */
+    s = duet_gguf_requantize(fixture_path("ld_llama_kq.gguf"), gguf, DUET_QTYPE_Q4_K);
+    g = s == DUET_OK ? duet_gguf_open(gguf) : NULL;
+    T_CHECK(g != NULL, "requantize q4_K: %s", duet_last_error());
+    if (g) {
+        const duet_gguf_tensor *down = duet_gguf_find_tensor(g, "blk.1.ffn_down.weight");
+        const duet_gguf_tensor *up = duet_gguf_find_tensor(g, "blk.1.ffn_up.weight");
+        const duet_gguf_tensor *nrm = duet_gguf_find_tensor(g, "blk.1.ffn_norm.weight");
+        T_CHECK(down && down->type == DUET_QTYPE_Q4_K && up && up->type == DUET_QTYPE_Q8_0 && nrm &&
+                    nrm->type == DUET_QTYPE_F32,
+                "q4_K: rows of 256 in q4_K, rows of 32 in q8_0, norms f32");
+    }
+    duet_gguf_close(g);
+    m = duet_model_open(gguf, NULL);
+    /* 4-bit weights: a sanity bound only (test_quant holds the quantizer) */
+    if (m) check_model_(m, "llama_kq", 0.25, 0);
+    duet_model_free(m);
+    s = duet_gguf_requantize(fixture_path("ld_llama_f32.gguf"), gguf, DUET_QTYPE_Q8_K);
+    T_CHECK(s == DUET_ERR_ARG, "q8_K is not a weight type");
+    unlink(gguf);
+    unlink(ckpt);
+    unlink(tokp);
+    rmdir(dir);
+}
+
 /* ==== refusals ============================================================ */
 
 static void expect_refusal(const char *file, const char *w1, const char *w2) {
@@ -444,6 +651,7 @@ int main(void) {
     test_gguf_tokenizers();
     test_llama2c();
     test_hf();
+    test_convert();
     test_refusals();
     t_fix_free(FX);
     return t_done();

@@ -205,9 +205,7 @@ typedef struct gguf_src {
     duet_tf_arch arch;
 } gguf_src;
 
-/* duet's name -> the GGUF tensor name; *slice gets the part of a fused
- * tensor (gpt2 attn_qkv: 0 q, 1 k, 2 v) or -1. 0 on success. */
-static int gguf_tensor_name(duet_tf_arch arch, const char *name, char *out, size_t cap,
+int loaders_gguf_name(duet_tf_arch arch, const char *name, char *out, size_t cap,
                             int *slice) {
     static const char *const globals[][2] = {
         {"tok_embeddings.weight", "token_embd.weight"},
@@ -263,7 +261,7 @@ static duet_status gguf_get(void *ud, const char *name, int ndim, const int64_t 
     const gguf_src *s = ud;
     char gname[96];
     int slice;
-    if (gguf_tensor_name(s->arch, name, gname, sizeof gname, &slice))
+    if (loaders_gguf_name(s->arch, name, gname, sizeof gname, &slice))
         return duet_set_error(DUET_ERR_INTERNAL, "%s: no GGUF name for '%s'", s->path, name);
     const duet_gguf_tensor *t = duet_gguf_find_tensor(s->g, gname);
     if (!t)

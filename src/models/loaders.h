@@ -17,6 +17,11 @@ duet_status hf_open(const char *dir, const duet_model_params *p, duet_model *out
  * (file_ctx <= 0: 2048), at most 4096. */
 int64_t loaders_ctx(const duet_model_params *p, int64_t file_ctx);
 
+/* duet's parameter name -> the GGUF tensor name of arch (llama.cpp's
+ * naming); *slice gets the part of a fused tensor (gpt2 attn_qkv: 0 q, 1 k,
+ * 2 v) or -1. 0 on success, -1 for a name GGUF has no place for. */
+int loaders_gguf_name(duet_tf_arch arch, const char *name, char *out, size_t cap, int *slice);
+
 /* A NUL-terminated copy (duet_alloc) of s[0..n), or NULL (out of memory). */
 char *loaders_strndup(const char *s, int64_t n);
 
