@@ -1772,6 +1772,10 @@ int64_t duet_tf_weight_bytes(const duet_tf *m);
 int duet_tf_is_external(const duet_tf *m);
 /* Empties the KV cache. */
 void duet_tf_reset(duet_tf *m);
+/* Keeps the first pos tokens of the KV cache and drops the rest (to reuse
+ * a shared prefix, e.g. a chat history); DUET_ERR_ARG unless
+ * 0 <= pos <= duet_tf_pos(m). */
+duet_status duet_tf_set_pos(duet_tf *m, int64_t pos);
 /* Tokens in the KV cache. */
 int64_t duet_tf_pos(const duet_tf *m);
 

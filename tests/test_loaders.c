@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static t_fix *FX;
@@ -615,6 +616,133 @@ static void test_convert(void) {
     rmdir(dir);
 }
 
+/* ==== the CLI: duet text, chat, bench, convert, quantize ================== */
+
+static char duet_bin[512], cli_tmp[128];
+
+/* Runs `duet args` with stdin from `input` (may be NULL); returns the exit
+ * status; *out gets stdout (malloc'ed, NUL-terminated). */
+static int run_duet(const char *args, const char *input, char **out) {
+    char cmd[2048], of[192], inf[192];
+    snprintf(of, sizeof of, "%s/out.txt", cli_tmp);
+    snprintf(inf, sizeof inf, "%s/in.txt", cli_tmp);
+    FILE *f = fopen(inf, "wb");
+    if (f) {
+        if (input) fputs(input, f);
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "%s %s <%s >%s 2>%s/err.txt", duet_bin, args, inf, of, cli_tmp);
+    int st = system(cmd);
+    *out = calloc(1, 65536);
+    f = fopen(of, "rb");
+    if (f && *out) {
+        size_t n = fread(*out, 1, 65535, f);
+        (*out)[n] = 0;
+    }
+    if (f) fclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli(void) {
+    const char *build = getenv("BUILD");
+    char cwd[256];
+    snprintf(duet_bin, sizeof duet_bin, "%s/%s/duet", getcwd(cwd, sizeof cwd) ? cwd : ".",
+             build && *build ? build : "build");
+    if (access(duet_bin, X_OK) != 0) {
+        T_CHECK(0, "%s not found: run from the repository root after `make`", duet_bin);
+        return;
+    }
+    snprintf(cli_tmp, sizeof cli_tmp, "/tmp/duet_test_ldcli_%d", (int)getpid());
+    mkdir(cli_tmp, 0700);
+    char args[1024], *out = NULL;
+    /* duet text: the greedy text of the library, with bos and the space rules */
+    duet_model *m = open_fixture("ld_llama_f32.gguf");
+    if (m) {
+        int32_t ids[64];
+        const int64_t V = duet_tf_config(m->tf)->vocab;
+        int64_t n = duet_tokenizer_encode(m->tok, "ab ba", 5, DUET_TOK_ADD_BOS, ids, 64);
+        float *lg = malloc(sizeof(float) * (size_t)V);
+        char want[256] = "ab ba";
+        size_t wl = 5;
+        duet_tf_feed(m->tf, ids, n, lg, 0);
+        int32_t prev = ids[n - 1];
+        for (int i = 0; i < 6; i++) {
+            int32_t id = argmax(lg, V);
+            if (id == duet_tokenizer_eos(m->tok)) break;
+            wl += (size_t)duet_tokenizer_decode_piece(m->tok, prev, id, want + wl, 64);
+            prev = id;
+            duet_tf_feed(m->tf, &id, 1, lg, 0);
+        }
+        want[wl++] = '\n';
+        want[wl] = 0;
+        free(lg);
+        snprintf(args, sizeof args, "text --model %s -t 0 -n 6 'ab ba'",
+                 fixture_path("ld_llama_f32.gguf"));
+        int rc = run_duet(args, NULL, &out);
+        T_CHECK(rc == 0 && out && strcmp(out, want) == 0, "duet text gguf: rc %d, '%s' want '%s'",
+                rc, out ? out : "", want);
+        free(out);
+    }
+    duet_model_free(m);
+    /* llama2.c with --tokenizer; a Hugging Face folder */
+    snprintf(args, sizeof args, "text --model %s --tokenizer %s -t 0 -n 4 ab",
+             fixture_path("ld_l2c_v1.bin"), fixture_path("ld_l2c_tokenizer.bin"));
+    int rc = run_duet(args, NULL, &out);
+    T_CHECK(rc == 0 && out && strncmp(out, "ab", 2) == 0, "duet text llama2.c: rc %d", rc);
+    free(out);
+    snprintf(args, sizeof args, "text --model %s -n 4 ab", fixture_path("ld_l2c_v1.bin"));
+    rc = run_duet(args, NULL, &out);
+    T_CHECK(rc == 4, "duet text llama2.c without tokenizer: rc %d (want 4)", rc);
+    free(out);
+    snprintf(args, sizeof args, "text --model %s -t 0 -n 4 'hello'", fixture_path("ld_hf_qwen2"));
+    rc = run_duet(args, NULL, &out);
+    T_CHECK(rc == 0 && out && strncmp(out, "hello", 5) == 0, "duet text hf: rc %d", rc);
+    free(out);
+    snprintf(args, sizeof args, "text --model %s x", fixture_path("ld_bad_arch.gguf"));
+    rc = run_duet(args, NULL, &out);
+    T_CHECK(rc == 4, "duet text on a bad file: rc %d (want 4)", rc);
+    free(out);
+    /* duet chat: two turns and a reset from a pipe, one reply line each */
+    snprintf(args, sizeof args, "chat -q --model %s -t 0 -n 5", fixture_path("ld_llama_f32.gguf"));
+    rc = run_duet(args, "ab ba\nabc\n/reset\ncab\n", &out);
+    int lines = 0;
+    for (const char *c = out; c && *c; c++) lines += *c == '\n';
+    T_CHECK(rc == 0 && lines == 3, "duet chat: rc %d, %d reply lines", rc, lines);
+    free(out);
+    snprintf(args, sizeof args, "chat -q --model %s", fixture_path("ld_l2c_v1.bin"));
+    rc = run_duet(args, "hi\n", &out);
+    T_CHECK(rc == 4, "duet chat without a tokenizer: rc %d", rc);
+    free(out);
+    /* duet bench */
+    snprintf(args, sizeof args, "bench --model %s -p 8 -n 8 -r 1 --bandwidth-mib 16",
+             fixture_path("ld_llama_mix.gguf"));
+    rc = run_duet(args, NULL, &out);
+    T_CHECK(rc == 0 && out && strstr(out, "pp8") && strstr(out, "tg8") && strstr(out, "GB/s"),
+            "duet bench: rc %d: %s", rc, out ? out : "");
+    free(out);
+    /* duet quantize and convert */
+    snprintf(args, sizeof args, "quantize %s %s/q4.gguf --type q4_0", fixture_path("ld_llama_f32.gguf"),
+             cli_tmp);
+    rc = run_duet(args, NULL, &out);
+    free(out);
+    snprintf(args, sizeof args, "text --model %s/q4.gguf -n 3 ab", cli_tmp);
+    int rc2 = run_duet(args, NULL, &out);
+    T_CHECK(rc == 0 && rc2 == 0, "duet quantize q4_0, then text: rc %d %d", rc, rc2);
+    free(out);
+    snprintf(args, sizeof args, "quantize %s %s/x.gguf --type q3_k", fixture_path("ld_llama_f32.gguf"),
+             cli_tmp);
+    rc = run_duet(args, NULL, &out);
+    T_CHECK(rc == 2, "duet quantize --type q3_k refused: rc %d", rc);
+    free(out);
+    snprintf(args, sizeof args, "convert %s --out %s/x.gguf", fixture_path("ld_llama_f32.gguf"),
+             cli_tmp);
+    rc = run_duet(args, NULL, &out);
+    T_CHECK(rc == 2, "duet convert of a GGUF is refused: rc %d", rc);
+    free(out);
+    snprintf(args, sizeof args, "rm -rf %s", cli_tmp);
+    if (system(args) != 0) fprintf(stderr, "could not remove %s\n", cli_tmp);
+}
+
 /* ==== refusals ============================================================ */
 
 static void expect_refusal(const char *file, const char *w1, const char *w2) {
@@ -652,6 +780,7 @@ int main(void) {
     test_llama2c();
     test_hf();
     test_convert();
+    test_cli();
     test_refusals();
     t_fix_free(FX);
     return t_done();

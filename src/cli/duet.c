@@ -18,6 +18,8 @@ static const command commands[] = {
     {"tokenizer", cmd_tokenizer, "train a byte-level BPE; encode and decode text"},
     {"train", cmd_train, "train a model: duet train text (a storyteller) or image (a painter)"},
     {"text", cmd_text, "tell a story: sample text from a language model (duet, GGUF, llama2.c, HF)"},
+    {"chat", cmd_chat, "chat with an instruction-tuned model (its chat template, stdin lines)"},
+    {"bench", cmd_bench, "prompt and generation tokens/s of a model, and memory bandwidth"},
     {"convert", cmd_convert, "write a duet storyteller as GGUF (llama.cpp and duet read it)"},
     {"quantize", cmd_quantize, "rewrite a GGUF model's matrices in another type (q8_0, q4_0, q4_k, ...)"},
     {"data", cmd_data, "build training texts (kjv, fortunes); preview image datasets"},

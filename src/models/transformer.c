@@ -599,6 +599,14 @@ duet_tensor *duet_tf_forward(duet_tf *m, duet_graph *g, const int32_t *ids,
 /* ==== sampling: KV cache ================================================== */
 
 void duet_tf_reset(duet_tf *m) { m->pos = 0; }
+
+duet_status duet_tf_set_pos(duet_tf *m, int64_t pos) {
+    if (pos < 0 || pos > m->pos)
+        return duet_set_error(DUET_ERR_ARG, "transformer: cannot keep %lld tokens of a cache "
+                              "holding %lld", (long long)pos, (long long)m->pos);
+    m->pos = pos; /* rows past pos are overwritten by the next feed */
+    return DUET_OK;
+}
 int64_t duet_tf_pos(const duet_tf *m) { return m->pos; }
 
 /* 1 for the matrices a sampling linear reads: the 2-D parameters but the
