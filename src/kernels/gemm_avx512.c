@@ -144,6 +144,65 @@ static void ukr_avx512(UKR_ARGS) {
     ukr_table[mr - 1][(nr + 15) / 16 - 1](kc, a, b, C, ldc, mr, nr, alpha, beta);
 }
 
+/* ==== dot-product tile (A B^T with few rows, no packing) ==== */
+
+#define DK_MR 4
+#define DK_NR 4
+
+static inline __attribute__((always_inline)) void
+dotk_body(const int MR, const int NR, int64_t K, const float *restrict a, int64_t lda,
+          const float *restrict b, int64_t ldb, float *restrict C, int64_t ldc, float alpha,
+          float beta) {
+    __m512 acc[DK_MR][DK_NR];
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; j++) acc[i][j] = _mm512_setzero_ps();
+#define DOTK_STEP(LOAD)                                                                    \
+    do {                                                                                   \
+        __m512 av[DK_MR], bv[DK_NR];                                                       \
+        _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++) av[i] = LOAD(a + i * lda + p); \
+        _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++) bv[j] = LOAD(b + j * ldb + p); \
+        _Pragma("GCC unroll 4") for (int i = 0; i < MR; i++)                               \
+            _Pragma("GCC unroll 4") for (int j = 0; j < NR; j++)                           \
+                acc[i][j] = _mm512_fmadd_ps(av[i], bv[j], acc[i][j]);                      \
+    } while (0)
+    int64_t p = 0;
+    for (; p + 16 <= K; p += 16) DOTK_STEP(_mm512_loadu_ps);
+    if (p < K) {
+        __mmask16 k = (__mmask16)((1u << (K - p)) - 1);
+#define DOTK_MASKED(ptr) _mm512_maskz_loadu_ps(k, ptr)
+        DOTK_STEP(DOTK_MASKED);
+#undef DOTK_MASKED
+    }
+#undef DOTK_STEP
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < NR; j++) {
+            float s = alpha * _mm512_reduce_add_ps(acc[i][j]);
+            float *c = C + i * ldc + j;
+            *c = beta == 0.0f ? s : s + beta * *c;
+        }
+}
+
+#define DOTK_ARGS                                                                         \
+    int64_t K, const float *restrict a, int64_t lda, const float *restrict b, int64_t ldb, \
+        float *restrict C, int64_t ldc, float alpha, float beta
+#define DOTK_DEF(m, n)                                                                    \
+    static void dotk_##m##_##n(DOTK_ARGS) { dotk_body(m, n, K, a, lda, b, ldb, C, ldc, alpha, beta); }
+#define DOTK_ROW(m) DOTK_DEF(m, 1) DOTK_DEF(m, 2) DOTK_DEF(m, 3) DOTK_DEF(m, 4)
+DOTK_ROW(1) DOTK_ROW(2) DOTK_ROW(3) DOTK_ROW(4)
+#define DOTK_ENT(m) {dotk_##m##_1, dotk_##m##_2, dotk_##m##_3, dotk_##m##_4}
+static void (*const dotk_table[DK_MR][DK_NR])(DOTK_ARGS) = {
+    DOTK_ENT(1), DOTK_ENT(2), DOTK_ENT(3), DOTK_ENT(4),
+};
+
+static void dotk_avx512(int64_t K, const float *a, int64_t lda, const float *b, int64_t ldb,
+                        float *C, int64_t ldc, int64_t mr, int64_t nr, float alpha, float beta) {
+    dotk_table[mr - 1][nr - 1](K, a, lda, b, ldb, C, ldc, alpha, beta);
+}
+
 /* ==== packing ==== */
 
 static __mmask16 lanes(int64_t n) {
@@ -242,6 +301,14 @@ static const duet_gemm_arch arch_avx512 = {
     .nc = G5_NC,
     .ukr = ukr_avx512,
     .pack = pack_avx512,
+    .dotk = dotk_avx512,
+    .dk_mr = DK_MR,
+    .dk_nr = DK_NR,
+#ifndef G5_DK_MAX_M
+    .dk_max_m = 32,
+#else
+    .dk_max_m = G5_DK_MAX_M,
+#endif
     .dot = duet_dot_avx512,
     .axpy = duet_axpy_avx512,
 };

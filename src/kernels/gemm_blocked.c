@@ -263,6 +263,29 @@ static void gemm_shared(const gemm_args *g, float *Ashared, int64_t mc, int whol
 
 int duet_gemm_mode_override;
 
+/* Few rows times B^T (inference: activations x a weight matrix stored
+ * [N, K]): dot-product tiles straight from A and B, no packing. Threads split
+ * the columns; a tile of B (dk_nr rows of K) stays in L1 across the row tiles. */
+static void gemm_dot(const duet_gemm_arch *ar, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                     float *C, int64_t ldc) {
+    double flops = 2.0 * (double)M * (double)N * (double)K;
+    int64_t tiles_n = ceil_div(N, ar->dk_nr);
+    int nt = omp_in_parallel() ? 1 : duet_get_threads();
+    if (flops < 4e6 * nt) nt = (int)(flops / 4e6);
+    nt = (int)DUET_MAX(1, DUET_MIN(nt, tiles_n));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        int64_t j0 = DUET_MIN(N, tiles_n * t / n * ar->dk_nr);
+        int64_t j1 = DUET_MIN(N, tiles_n * (t + 1) / n * ar->dk_nr);
+        for (int64_t j = j0; j < j1; j += ar->dk_nr)
+            for (int64_t i = 0; i < M; i += ar->dk_mr)
+                ar->dotk(K, A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc,
+                         DUET_MIN(ar->dk_mr, M - i), DUET_MIN(ar->dk_nr, j1 - j), alpha, beta);
+    }
+}
+
 /* Cost of a split in flop-equivalents for the busiest thread: padded
  * multiply-adds plus packing (a packed element costs about what 16 flops do).
  * shared: threads split N, A blocks packed once between them.
@@ -298,6 +321,10 @@ void duet_gemm_blocked(const duet_gemm_arch *arch, int transA, int transB, int64
     }
     if (M == 1) {
         gemv(arch, transB, N, K, alpha, B, ldb, A, transA ? lda : 1, beta, C, 1);
+        return;
+    }
+    if (arch->dotk && !transA && transB && M <= arch->dk_max_m) {
+        gemm_dot(arch, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     DUET_ASSERT(arch->mc % arch->mr == 0 && arch->nc % arch->nr == 0);

@@ -35,6 +35,14 @@ typedef void (*duet_gemm_ukr_fn)(int64_t kc, const float *a, const float *b, flo
 typedef void (*duet_gemm_pack_fn)(float *dst, const float *src, int64_t ld, int contig,
                                   int64_t kc, int64_t width, int64_t panel, int64_t padq);
 
+/* Unpacked dot-product tile for A B^T with few rows of A (inference):
+ * C[i, j] = alpha * sum_p a[i*lda + p] * b[j*ldb + p] + beta * C[i, j] for
+ * i < mr <= arch.dk_mr, j < nr <= arch.dk_nr (beta == 0: C not read). Both
+ * operands are read in place, contiguous along p: no packing at all. */
+typedef void (*duet_gemm_dotk_fn)(int64_t K, const float *a, int64_t lda, const float *b,
+                                  int64_t ldb, float *C, int64_t ldc, int64_t mr, int64_t nr,
+                                  float alpha, float beta);
+
 typedef struct duet_gemm_arch {
     const char *name;
     int64_t mr, nr; /* register tile: mr rows of C by nr columns */
@@ -44,6 +52,10 @@ typedef struct duet_gemm_arch {
     int64_t nc;     /* N block: the packed B block (kc x nc) stays in L2 */
     duet_gemm_ukr_fn ukr;
     duet_gemm_pack_fn pack;
+    /* optional: the dot-product tile, used for op = A B^T when M <= dk_max_m
+     * (packing B would cost as much as the product) */
+    duet_gemm_dotk_fn dotk;
+    int64_t dk_mr, dk_nr, dk_max_m;
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*axpy)(float *y, float a, const float *x, int64_t n);
 } duet_gemm_arch;
