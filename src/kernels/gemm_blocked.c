@@ -6,15 +6,23 @@
  * row-major C whose microkernel broadcasts A and loads rows of B):
  *
  *   for each K block (kc)                       beta applies on the first only
- *     for each M block (mc)       pack A block  -> stays in L2/L3
- *       for each N block (nc)     pack B block  -> stays in L2
+ *     for each M block (mc)       pack A block  -> stays in L3 (or L2)
+ *       for each N block (nc)     pack B block  -> streams from L2/L3
  *         for each A panel (mr)                 -> stays in L1
- *           for each B panel (nr)  microkernel  (B panels stream from L2)
+ *           for each B panel (nr)  microkernel
  *
- * Threads split C into a grid of independent blocks (no barriers, no shared
- * buffers); the split minimises padded work plus packing. Each thread keeps one
- * packing buffer (thread-local, grown through duet_alloc, reused by every later
- * call), so a steady training loop allocates nothing here.
+ * Threads, two ways (chosen by a cost model; tests can force either):
+ *  - private: threads split M and run the whole nest alone (no barriers);
+ *  - shared: threads split N and pack each A block together, between
+ *    barriers (all of op(A) at once when it fits: one barrier per call).
+ * Each thread keeps two packing buffers (thread-local, grown through
+ * duet_alloc, reused by every later call): a steady training loop allocates
+ * nothing here. Every element of C is computed by the same operations whatever
+ * the thread count, so results do not depend on it.
+ *
+ * Shortcuts: matrix-vector products (M or N = 1) use the set's dot/axpy with
+ * no packing; A B^T with few rows uses the set's unpacked dot-product tile
+ * when it has one.
  *
  * Not here: the microkernels and vectorised packers (gemm_avx512.c,
  * gemm_avx2.c), and the reference (gemm_ref.c), which stays a triple loop.
@@ -70,8 +78,7 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
 static void gemv(const duet_gemm_arch *arch, int rowform, int64_t n, int64_t K, float alpha,
                  const float *X, int64_t ld, const float *v, int64_t incv, float beta, float *y,
                  int64_t incy) {
-    int nt = duet_get_threads();
-    if (n * K < 65536) nt = 1;
+    int nt = omp_in_parallel() || n * K < 65536 ? 1 : duet_get_threads();
     if (rowform) {
         const float *vc = v;
         if (incv != 1) {
@@ -93,15 +100,13 @@ static void gemv(const duet_gemm_arch *arch, int rowform, int64_t n, int64_t K, 
     /* column form: accumulate rows of X into a contiguous chunk of y with axpy */
     const int64_t chunk = 4096;
     int64_t nchunk = ceil_div(n, chunk);
-    int failed = 0;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1) reduction(| : failed)
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t q = 0; q < nchunk; q++) {
         int64_t i0 = q * chunk, w = DUET_MIN(chunk, n - i0);
         float *acc = tl_buffer(1, (size_t)chunk);
         if (!acc) {
             duet_sgemm_ref(1, 0, w, 1, K, alpha, X + i0, ld, v, incv, beta, y + i0 * incy,
                            incy);
-            failed = 1;
             continue;
         }
         memset(acc, 0, (size_t)w * sizeof(float));
@@ -112,7 +117,6 @@ static void gemv(const duet_gemm_arch *arch, int rowform, int64_t n, int64_t K, 
             *yi = beta == 0.0f ? s : s + beta * *yi;
         }
     }
-    (void)failed;
 }
 
 /* ==== the blocked product ==== */
