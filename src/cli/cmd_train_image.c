@@ -699,6 +699,12 @@ int cmd_train_image(int argc, char **argv) {
         if (!SEEN(O_WD)) o.weight_decay = ts.weight_decay;
         if (!SEEN(O_CLIP)) o.grad_clip = ts.grad_clip;
         if (!o.data) o.data = ts.data;
+        if (o.steps == 0 && !SEEN(O_MINUTES)) {
+            cli_error(cmd, "--resume: %s was bounded by --minutes, not --steps; pass --minutes M "
+                      "(or --steps N) to say how long to go on", o.out);
+            exit_code = EXIT_USAGE;
+            goto done;
+        }
         if (o.steps > 0 && ts.step >= o.steps) {
             fprintf(stderr, "duet %s: %s has already trained %lld of %lld steps; pass a larger "
                     "--steps to train further\n", cmd, o.out, (long long)ts.step, (long long)o.steps);
