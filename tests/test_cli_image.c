@@ -316,8 +316,17 @@ static void test_train_errors(const char *data) {
     T_CHECK(rc == 2 && ERR_HAS("--mults"), "bad --mults: exit %d", rc);
     rc = run("train image --data %s --size 8 --channels 12 --groups 8 --steps 1 --out %s/x.safetensors", data, tmp);
     T_CHECK(rc == 2 && ERR_HAS("groups"), "channels not a multiple of groups: exit %d", rc);
+    rc = run("train image --data %s --preset huge --out %s/x.safetensors", data, tmp);
+    T_CHECK(rc == 2 && ERR_HAS("--preset"), "unknown preset: exit %d", rc);
     T_CHECK(!exists_("x.safetensors") && !exists_("x.safetensors.csv"),
             "refused runs write nothing");
+
+    /* a time-bounded run stops by itself, saves, and needs a bound to go on */
+    rc = run("train image --data %s " TINY " --minutes 0.004 --out %s/m/p.safetensors", data, tmp);
+    T_CHECK(rc == 0 && OUT_HAS("trained") && exists_("m/p.safetensors.optim.safetensors"),
+            "--minutes: stops and saves (exit %d)", rc);
+    rc = run("train image --resume --out %s/m/p.safetensors", tmp);
+    T_CHECK(rc == 2 && ERR_HAS("--minutes"), "resuming a --minutes run without a bound: exit %d", rc);
 
     /* a corrupt IDX: truncated gzip stream */
     char bad[512], p[600];
