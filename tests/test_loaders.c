@@ -150,6 +150,23 @@ static void test_gguf_models(void) {
         T_CHECK(duet_tf_set_sample_type(m->tf, DUET_QTYPE_F32) == DUET_OK, "back to f32");
         T_CHECK(duet_tf_weight_bytes(m->tf) > 3 * wb, "f32 streams ~3.8x the q8_0 bytes");
         check_model(m, "llama_f32", 2e-5);
+        { /* keeping a prefix of the cache: rows 4.. fed again give the same logits */
+            int64_t T = 0, n = 0;
+            int32_t *ids = t_fix_i32(FX, "llama_f32.ids", &T);
+            double *ref = t_fix_f64(FX, "llama_f32.logits", &n);
+            float *lg = malloc(sizeof(float) * (size_t)n);
+            if (ids && ref && lg && T > 4) {
+                duet_tf_reset(m->tf);
+                duet_tf_feed(m->tf, ids, T, lg, 1);
+                T_CHECK(duet_tf_set_pos(m->tf, T + 1) == DUET_ERR_ARG, "set_pos past the cache");
+                T_CHECK(duet_tf_set_pos(m->tf, 4) == DUET_OK && duet_tf_pos(m->tf) == 4, "set_pos 4");
+                duet_tf_feed(m->tf, ids + 4, T - 4, lg, 1);
+                const int64_t V = n / T;
+                double e = rel_err(lg, ref + 4 * V, (T - 4) * V);
+                T_CHECK(e <= 2e-5, "after set_pos: logits relative error %.3g", e);
+            }
+            free(lg);
+        }
         /* training refuses an external model */
         duet_graph *g = duet_graph_new(1 << 16);
         int32_t ids[2] = {1, 2};
@@ -281,6 +298,13 @@ static void test_gguf_tokenizers(void) {
         check_encodings(tok, "tok_gpt2", DUET_TOK_SPECIALS);
     }
     duet_tokenizer_free(tok);
+    duet_gguf_close(g);
+
+    g = duet_gguf_open(fixture_path("ld_bad_tok.gguf"));
+    tok = g ? duet_tokenizer_from_gguf(g, NULL) : NULL;
+    T_CHECK(g && !tok && strstr(duet_last_error(), "'bert'") &&
+                strstr(duet_last_error(), "tokenizer.ggml.model"),
+            "unknown tokenizer model refused: %s", duet_last_error());
     duet_gguf_close(g);
 }
 

@@ -469,6 +469,10 @@ def gen_gguf_tokenizers():
     with open(fpath("ld_tok_gpt2.gguf"), "wb") as f:
         f.write(gen_gguf.gguf(kvs, []))
     pack_strings("tok_gpt2", strs, [tr.gpt2_encode((toks, types, merges), "llama3", s, 1, 1) for s in strs])
+    with open(fpath("ld_bad_tok.gguf"), "wb") as f:  # a tokenizer kind duet does not read
+        f.write(gen_gguf.gguf([("general.architecture", STRING, "llama"),
+                               ("tokenizer.ggml.model", STRING, "bert"),
+                               ("tokenizer.ggml.tokens", ARRAY, (STRING, ["[CLS]", "a"]))], []))
     OUT["tok_gpt2.n"] = np.array([len(toks)], np.int32)
     OUT["tok_gpt2.bos"] = np.array([bos, eos], np.int32)
 
