@@ -2,6 +2,9 @@
 # Runs every test binary given, from the repository root, and sums their
 # "N passed, N failed" lines into one. A binary that crashes or prints no
 # summary counts as one failure. Exit status: 0 only when nothing failed.
+# Tests run with passive OpenMP waits, as the duet binary does (see src/cli/duet.c).
+: "${OMP_WAIT_POLICY:=PASSIVE}"
+export OMP_WAIT_POLICY
 total_pass=0
 total_fail=0
 for t in "$@"; do

@@ -92,10 +92,12 @@ static void col2im_add(float *dinp, const float *col, int64_t C, int64_t H, int6
     }
 }
 
-void duet_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
-                         float *scratch, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC,
-                         int64_t K, int64_t stride, int64_t pad) {
-    DUET_ASSERT(K >= 1 && stride >= 1 && pad >= 0);
+/* Per-image path: one im2col + GEMM per image in the caller's one-image
+ * scratch. The fallback when the batched workspace cannot be allocated. */
+static void conv2d_forward_per_image(float *out, const float *inp, const float *weight,
+                                     const float *bias, float *scratch, int64_t N, int64_t C,
+                                     int64_t H, int64_t W, int64_t OC, int64_t K, int64_t stride,
+                                     int64_t pad) {
     const int64_t OH = conv_out_size(H, K, stride, pad), OW = conv_out_size(W, K, stride, pad);
     DUET_ASSERT(OH >= 1 && OW >= 1);
     const int64_t CKK = C * K * K, OHW = OH * OW;
@@ -116,26 +118,26 @@ void duet_conv2d_forward(float *out, const float *inp, const float *weight, cons
     }
 }
 
-void duet_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                          const float *inp, const float *weight, float *scratch, int64_t N,
-                          int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K,
-                          int64_t stride, int64_t pad) {
-    DUET_ASSERT(K >= 1 && stride >= 1 && pad >= 0);
+/* dbias[o] += sum over images and pixels, images in order: deterministic */
+static void conv2d_dbias(float *dbias, const float *dout, int64_t N, int64_t OC, int64_t OHW) {
+#pragma omp parallel for schedule(static) if (duet_omp_enough(N * OC * OHW))
+    for (int64_t o = 0; o < OC; o++) {
+        double s = 0.0;
+        for (int64_t n = 0; n < N; n++) {
+            const float *dy = dout + (n * OC + o) * OHW;
+            for (int64_t i = 0; i < OHW; i++) s += (double)dy[i];
+        }
+        dbias[o] += (float)s;
+    }
+}
+
+static void conv2d_backward_per_image(float *dinp, float *dweight, const float *dout,
+                                      const float *inp, const float *weight, float *scratch,
+                                      int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC,
+                                      int64_t K, int64_t stride, int64_t pad) {
     const int64_t OH = conv_out_size(H, K, stride, pad), OW = conv_out_size(W, K, stride, pad);
     const int64_t CKK = C * K * K, OHW = OH * OW;
     const int pointwise = conv_is_pointwise(K, stride, pad);
-    if (dbias) {
-        /* per channel, images in order: deterministic */
-#pragma omp parallel for schedule(static) if (duet_omp_enough(N * OC * OHW))
-        for (int64_t o = 0; o < OC; o++) {
-            double s = 0.0;
-            for (int64_t n = 0; n < N; n++) {
-                const float *dy = dout + (n * OC + o) * OHW;
-                for (int64_t i = 0; i < OHW; i++) s += (double)dy[i];
-            }
-            dbias[o] += (float)s;
-        }
-    }
     for (int64_t n = 0; n < N; n++) {
         const float *x = inp + n * C * H * W;
         const float *dy = dout + n * OC * OHW;
@@ -157,6 +159,170 @@ void duet_conv2d_backward(float *dinp, float *dweight, float *dbias, const float
                 duet_sgemm(1, 0, CKK, OHW, OC, 1.0f, weight, CKK, dy, OHW, 0.0f, scratch, OHW);
                 col2im_add(dx, scratch, C, H, W, K, stride, pad, OH, OW);
             }
+        }
+    }
+}
+
+
+/* ---- batched path: im2col over a chunk of images, one big GEMM ----------
+ * Columns are the output pixels of several images, rows the C*K*K taps:
+ *   A[(c, kh, kw), (n, oh, ow)] = inp[n][c][oh*s - p + kh][ow*s - p + kw]
+ *   Y[OC, cols] = weight[OC, CKK] @ A          -> out[n][o][pix] (+ bias)
+ *   D[OC, cols] = dout with n and o swapped (contiguous pixel runs)
+ *   dweight += D @ A^T,  G[CKK, cols] = weight^T @ D  -> dinp (col2im)
+ * With 28x28 images a chunk has ~10^4 columns, so the GEMMs run near peak
+ * and there is one parallel region per step instead of one per image. For
+ * stride 1 every (tap, image row) is one shifted contiguous copy. Chunks have
+ * a fixed size for a given shape, so results do not depend on the thread
+ * count. The workspace is per thread and only grows. */
+
+static _Thread_local float *ws_buf;
+static _Thread_local size_t ws_cap; /* floats */
+
+static float *conv_workspace(size_t floats) {
+    if (floats <= ws_cap) return ws_buf;
+    float *p = duet_alloc(floats * sizeof(float));
+    if (!p) return NULL;
+    duet_free(ws_buf);
+    ws_buf = p;
+    ws_cap = floats;
+    return p;
+}
+
+/* images per chunk: about 4M floats of taps */
+static int64_t conv_chunk(int64_t N, int64_t OHW, int64_t CKK) {
+    int64_t nb = (int64_t)(4 << 20) / DUET_MAX(OHW * CKK, 1);
+    return DUET_MAX(1, DUET_MIN(N, nb));
+}
+
+/* the valid ow range [lo, hi) of tap kw: 0 <= ow*stride - pad + kw < W */
+static void ow_range(int64_t kw, int64_t stride, int64_t pad, int64_t W, int64_t OW, int64_t *lo,
+                     int64_t *hi) {
+    int64_t a = pad - kw; /* need ow*stride >= a */
+    int64_t l = a <= 0 ? 0 : (a + stride - 1) / stride;
+    int64_t b = W + pad - kw; /* need ow*stride < b */
+    int64_t h = b <= 0 ? 0 : (b + stride - 1) / stride;
+    *lo = DUET_MIN(l, OW);
+    *hi = DUET_MAX(*lo, DUET_MIN(h, OW));
+}
+
+static void im2col_batch(float *A, const float *inp, int64_t nb, int64_t C, int64_t H, int64_t W,
+                         int64_t K, int64_t stride, int64_t pad, int64_t OH, int64_t OW) {
+    const int64_t OHW = OH * OW, cols = nb * OHW;
+#pragma omp parallel for schedule(static) if (duet_omp_enough(cols * C * K * K))
+    for (int64_t ckk = 0; ckk < C * K * K; ckk++) {
+        const int64_t c = ckk / (K * K), kh = (ckk / K) % K, kw = ckk % K;
+        int64_t lo, hi;
+        ow_range(kw, stride, pad, W, OW, &lo, &hi);
+        float *row = A + ckk * cols;
+        for (int64_t n = 0; n < nb; n++) {
+            const float *x = inp + (n * C + c) * H * W;
+            for (int64_t oh = 0; oh < OH; oh++) {
+                float *dst = row + n * OHW + oh * OW;
+                const int64_t ih = oh * stride - pad + kh;
+                if (ih < 0 || ih >= H) {
+                    memset(dst, 0, sizeof(float) * (size_t)OW);
+                    continue;
+                }
+                const float *src = x + ih * W - pad + kw; /* src[ow*stride] is the tap */
+                for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
+                if (stride == 1) memcpy(dst + lo, src + lo, sizeof(float) * (size_t)(hi - lo));
+                else
+                    for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * stride];
+                for (int64_t ow = hi; ow < OW; ow++) dst[ow] = 0.0f;
+            }
+        }
+    }
+}
+
+/* dinp[n][c] += the G taps taken from there; each thread owns whole (n, c)
+ * planes and walks (kh, kw, oh, ow) in a fixed order. */
+static void col2im_batch_add(float *dinp, const float *G, int64_t nb, int64_t C, int64_t H,
+                             int64_t W, int64_t K, int64_t stride, int64_t pad, int64_t OH,
+                             int64_t OW) {
+    const int64_t OHW = OH * OW, cols = nb * OHW;
+#pragma omp parallel for schedule(static) if (duet_omp_enough(cols * C * K * K))
+    for (int64_t nc = 0; nc < nb * C; nc++) {
+        const int64_t n = nc / C, c = nc % C;
+        float *dx = dinp + nc * H * W;
+        for (int64_t kh = 0; kh < K; kh++)
+            for (int64_t kw = 0; kw < K; kw++) {
+                int64_t lo, hi;
+                ow_range(kw, stride, pad, W, OW, &lo, &hi);
+                const float *g = G + ((c * K + kh) * K + kw) * cols + n * OHW;
+                for (int64_t oh = 0; oh < OH; oh++) {
+                    const int64_t ih = oh * stride - pad + kh;
+                    if (ih < 0 || ih >= H) continue;
+                    float *d = dx + ih * W - pad + kw;
+                    const float *src = g + oh * OW;
+                    for (int64_t ow = lo; ow < hi; ow++) d[ow * stride] += src[ow];
+                }
+            }
+    }
+}
+
+void duet_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                         float *scratch, int64_t N, int64_t C, int64_t H, int64_t W, int64_t OC,
+                         int64_t K, int64_t stride, int64_t pad) {
+    DUET_ASSERT(K >= 1 && stride >= 1 && pad >= 0);
+    const int64_t OH = conv_out_size(H, K, stride, pad), OW = conv_out_size(W, K, stride, pad);
+    DUET_ASSERT(OH >= 1 && OW >= 1);
+    const int64_t CKK = C * K * K, OHW = OH * OW;
+    const int64_t nb = conv_chunk(N, OHW, CKK);
+    float *A = conv_workspace((size_t)(nb * OHW * (CKK + OC)));
+    if (!A) {
+        conv2d_forward_per_image(out, inp, weight, bias, scratch, N, C, H, W, OC, K, stride, pad);
+        return;
+    }
+    float *Y = A + nb * OHW * CKK;
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+        const int64_t cnt = DUET_MIN(nb, N - n0), cols = cnt * OHW;
+        im2col_batch(A, inp + n0 * C * H * W, cnt, C, H, W, K, stride, pad, OH, OW);
+        duet_sgemm(0, 0, OC, cols, CKK, 1.0f, weight, CKK, A, cols, 0.0f, Y, cols);
+        float *o = out + n0 * OC * OHW;
+#pragma omp parallel for schedule(static) if (duet_omp_enough(cols * OC))
+        for (int64_t no = 0; no < cnt * OC; no++) {
+            const int64_t n = no / OC, oc = no % OC;
+            const float b = bias ? bias[oc] : 0.0f;
+            const float *y = Y + oc * cols + n * OHW;
+            float *dst = o + no * OHW;
+            for (int64_t i = 0; i < OHW; i++) dst[i] = y[i] + b;
+        }
+    }
+}
+
+void duet_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, float *scratch, int64_t N,
+                          int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K,
+                          int64_t stride, int64_t pad) {
+    DUET_ASSERT(K >= 1 && stride >= 1 && pad >= 0);
+    const int64_t OH = conv_out_size(H, K, stride, pad), OW = conv_out_size(W, K, stride, pad);
+    const int64_t CKK = C * K * K, OHW = OH * OW;
+    if (dbias) conv2d_dbias(dbias, dout, N, OC, OHW);
+    if (!dweight && !dinp) return;
+    const int64_t nb = conv_chunk(N, OHW, CKK);
+    float *D = conv_workspace((size_t)(nb * OHW * (CKK + OC)));
+    if (!D) {
+        conv2d_backward_per_image(dinp, dweight, dout, inp, weight, scratch, N, C, H, W, OC, K,
+                                  stride, pad);
+        return;
+    }
+    float *A = D + nb * OHW * OC;
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+        const int64_t cnt = DUET_MIN(nb, N - n0), cols = cnt * OHW;
+        const float *dy = dout + n0 * OC * OHW;
+#pragma omp parallel for schedule(static) if (duet_omp_enough(cols * OC))
+        for (int64_t on = 0; on < OC * cnt; on++) {
+            const int64_t oc = on / cnt, n = on % cnt;
+            memcpy(D + oc * cols + n * OHW, dy + (n * OC + oc) * OHW, sizeof(float) * (size_t)OHW);
+        }
+        if (dweight) {
+            im2col_batch(A, inp + n0 * C * H * W, cnt, C, H, W, K, stride, pad, OH, OW);
+            duet_sgemm(0, 1, OC, CKK, cols, 1.0f, D, cols, A, cols, 1.0f, dweight, CKK);
+        }
+        if (dinp) {
+            duet_sgemm(1, 0, CKK, cols, OC, 1.0f, weight, CKK, D, cols, 0.0f, A, cols);
+            col2im_batch_add(dinp + n0 * C * H * W, A, cnt, C, H, W, K, stride, pad, OH, OW);
         }
     }
 }
