@@ -328,6 +328,15 @@ static void test_train_errors(const char *data) {
     rc = run("train image --resume --out %s/m/p.safetensors", tmp);
     T_CHECK(rc == 2 && ERR_HAS("--minutes"), "resuming a --minutes run without a bound: exit %d", rc);
 
+    /* v prediction on the linear schedule trains, and its painter samples */
+    rc = run("train image --data %s " TINY " --prediction v --schedule linear --steps 2 --out %s/v/p.safetensors",
+             data, tmp);
+    T_CHECK(rc == 0, "--prediction v --schedule linear: exit %d", rc);
+    rc = run("image --model %s/v/p.safetensors dress -n 2 --steps 3 --out %s/v.png", tmp, tmp);
+    T_CHECK(rc == 0 && exists_("v.png"), "sampling a v-prediction painter: exit %d", rc);
+    rc = run("train image --data %s --prediction x --out %s/x.safetensors", data, tmp);
+    T_CHECK(rc == 2, "--prediction x: exit %d", rc);
+
     /* a corrupt IDX: truncated gzip stream */
     char bad[512], p[600];
     snprintf(bad, sizeof bad, "%s/badidx", tmp);
