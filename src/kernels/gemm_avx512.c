@@ -9,6 +9,10 @@
  * 1..MR and for 16 or 32 columns, so edge tiles do only the work they need;
  * column edges are handled with store masks.
  *
+ * Also a 4 x 4 dot-product tile for A B^T with few rows (no packing; see
+ * gemm_dot in gemm_blocked.c). Block sizes can be overridden at compile time
+ * (-DG5_KC=...) for tuning experiments.
+ *
  * Not here: the loop nest, threads and buffers (gemm_blocked.c), the
  * matrix-vector shortcuts' dot/axpy (kernels_avx512.c).
  */
