@@ -32,6 +32,7 @@
 
 #include <omp.h>
 #include <string.h>
+#include <time.h>
 
 /* ==== packing buffers: two per thread, grown on demand ==== */
 
@@ -61,6 +62,64 @@ static int64_t balanced_block(int64_t n, int64_t cap, int64_t q) {
     return DUET_MIN(cap, round_up(ceil_div(n, nblk), q));
 }
 
+/* ==== backing off when the cores are taken ==== */
+
+/* With the default OMP_WAIT_POLICY, libgomp spins for milliseconds at every
+ * barrier. When another process holds one of the cores, a thread of ours
+ * spinning there keeps the core its partner is queued for, and a small
+ * threaded GEMM takes 10-30x longer than on one thread (bench/README.md). So
+ * each threaded call measures itself: when the process got well under
+ * threads x wall time of CPU (someone else had a core), the following calls
+ * run on one thread for a while (50 ms, doubling up to 0.8 s while it lasts),
+ * then one call probes again. Calls of over a GFLOP keep their threads: the
+ * milliseconds lost at a barrier are small beside them, the second core's
+ * share is not. Results do not change: every element is
+ * computed the same way on any thread count. Races between callers only blur
+ * the timing; the state is two words with relaxed atomics. */
+static int64_t busy_until_ns, busy_backoff_ns;
+
+int duet_gemm_mode_override; /* tests: see gemm_blocked.h; also disables the back-off */
+
+static int64_t clock_ns(clockid_t id) {
+    struct timespec t;
+    clock_gettime(id, &t);
+    return (int64_t)t.tv_sec * 1000000000 + (int64_t)t.tv_nsec;
+}
+
+typedef struct thread_probe {
+    int nt;              /* threads asked for; 0 when not measuring */
+    int64_t wall0, cpu0;
+} thread_probe;
+
+/* The thread count to use now for a call of `flops` that would like nt. */
+static int gate_threads(int nt, double flops, thread_probe *pr) {
+    pr->nt = 0;
+    if (nt <= 1) return nt;
+    int64_t now = clock_ns(CLOCK_MONOTONIC);
+    if (flops < 1e9 && duet_gemm_mode_override == 0 &&
+        now < __atomic_load_n(&busy_until_ns, __ATOMIC_RELAXED))
+        return 1;
+    pr->nt = nt;
+    pr->wall0 = now;
+    pr->cpu0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+    return nt;
+}
+
+static void probe_done(const thread_probe *pr) {
+    if (pr->nt <= 1) return;
+    int64_t now = clock_ns(CLOCK_MONOTONIC), wall = now - pr->wall0;
+    if (wall < 200000) return; /* too short to tell the fork from a queue */
+    int64_t cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID) - pr->cpu0;
+    int64_t backoff = __atomic_load_n(&busy_backoff_ns, __ATOMIC_RELAXED);
+    if ((double)cpu < 0.75 * (double)wall * pr->nt) {
+        backoff = backoff ? DUET_MIN(2 * backoff, 800000000) : 50000000;
+        __atomic_store_n(&busy_backoff_ns, backoff, __ATOMIC_RELAXED);
+        __atomic_store_n(&busy_until_ns, now + backoff, __ATOMIC_RELAXED);
+    } else if (backoff) {
+        __atomic_store_n(&busy_backoff_ns, 0, __ATOMIC_RELAXED);
+    }
+}
+
 /* ==== small cases ==== */
 
 /* C = beta * C over an M x N block (beta == 0 writes zeros, ignoring NaNs). */
@@ -78,7 +137,9 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
 static void gemv(const duet_gemm_arch *arch, int rowform, int64_t n, int64_t K, float alpha,
                  const float *X, int64_t ld, const float *v, int64_t incv, float beta, float *y,
                  int64_t incy) {
-    int nt = omp_in_parallel() || n * K < 65536 ? 1 : duet_get_threads();
+    thread_probe pr;
+    int nt = gate_threads(omp_in_parallel() || n * K < 65536 ? 1 : duet_get_threads(),
+                          2.0 * (double)n * (double)K, &pr);
     if (rowform) {
         const float *vc = v;
         if (incv != 1) {
@@ -95,6 +156,7 @@ static void gemv(const duet_gemm_arch *arch, int rowform, int64_t n, int64_t K, 
             float s = alpha * arch->dot(X + i * ld, vc, K);
             y[i * incy] = beta == 0.0f ? s : s + beta * y[i * incy];
         }
+        probe_done(&pr);
         return;
     }
     /* column form: accumulate rows of X into a contiguous chunk of y with axpy */
@@ -117,6 +179,7 @@ static void gemv(const duet_gemm_arch *arch, int rowform, int64_t n, int64_t K, 
             *yi = beta == 0.0f ? s : s + beta * *yi;
         }
     }
+    probe_done(&pr);
 }
 
 /* ==== the blocked product ==== */
@@ -265,8 +328,6 @@ static void gemm_shared(const gemm_args *g, float *Ashared, int64_t mc, int whol
     }
 }
 
-int duet_gemm_mode_override;
-
 /* Few rows times B^T (inference: activations x a weight matrix stored
  * [N, K]): dot-product tiles straight from A and B, no packing. Threads split
  * the columns; a tile of B (dk_nr rows of K) stays in L1 across the row tiles. */
@@ -277,7 +338,8 @@ static void gemm_dot(const duet_gemm_arch *ar, int64_t M, int64_t N, int64_t K, 
     int64_t tiles_n = ceil_div(N, ar->dk_nr);
     int nt = omp_in_parallel() ? 1 : duet_get_threads();
     if (flops < 4e6 * nt) nt = (int)(flops / 4e6);
-    nt = (int)DUET_MAX(1, DUET_MIN(nt, tiles_n));
+    thread_probe pr;
+    nt = gate_threads((int)DUET_MAX(1, DUET_MIN(nt, tiles_n)), flops, &pr);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num(), n = omp_get_num_threads();
@@ -288,6 +350,7 @@ static void gemm_dot(const duet_gemm_arch *ar, int64_t M, int64_t N, int64_t K, 
                 ar->dotk(K, A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc,
                          DUET_MIN(ar->dk_mr, M - i), DUET_MIN(ar->dk_nr, j1 - j), alpha, beta);
     }
+    probe_done(&pr);
 }
 
 /* Cost of a split in flop-equivalents for the busiest thread: padded
@@ -343,6 +406,8 @@ void duet_gemm_blocked(const duet_gemm_arch *arch, int transA, int transB, int64
     int nt = omp_in_parallel() ? 1 : duet_get_threads();
     if (flops < 4e6 * nt) nt = (int)(flops / 4e6);
     nt = (int)DUET_MIN(nt, DUET_MAX(ceil_div(M, arch->mr), ceil_div(N, arch->nr)));
+    thread_probe pr;
+    nt = gate_threads(nt, flops, &pr);
     if (nt <= 1) {
         if (gemm_block(&g, 0, M, 0, N) != 0) ref_block(&g, 0, M, 0, N);
         return;
@@ -361,6 +426,7 @@ void duet_gemm_blocked(const duet_gemm_arch *arch, int transA, int transB, int64
             int failed = 0;
 #pragma omp parallel num_threads(nt)
             gemm_shared(&g, Ashared, mc, whole, &failed);
+            probe_done(&pr);
             return;
         }
     }
@@ -372,6 +438,7 @@ void duet_gemm_blocked(const duet_gemm_arch *arch, int transA, int transB, int64
         int64_t m1 = DUET_MIN(M, tiles_m * (t + 1) / n * arch->mr);
         if (m0 < m1 && gemm_block(&g, m0, m1, 0, N) != 0) ref_block(&g, m0, m1, 0, N);
     }
+    probe_done(&pr);
 }
 
 /* ==== the portable GEMM (scalar kernel set) ==== */

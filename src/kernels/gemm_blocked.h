@@ -69,7 +69,9 @@ void duet_gemm_blocked(const duet_gemm_arch *arch, int transA, int transB, int64
 
 /* For tests: 0 (default) lets the driver choose how threads share the work;
  * 1 forces the shared mode (all of op(A) packed up front when it fits),
- * 2 the shared mode block by block, 3 the private mode (threads split M). */
+ * 2 the shared mode block by block, 3 the private mode (threads split M).
+ * Non-zero also turns off the back-off to one thread under load, so the
+ * threaded paths run whatever else the machine is doing. */
 extern int duet_gemm_mode_override;
 
 /* The GEMM of each kernel set, all with duet_sgemm's contract: portable C
