@@ -7,6 +7,10 @@
  * duet_k.softmax_rows. What it is not: fused matmul+activation epilogues.
  */
 #include "nn/nn.h"
+#include "kernels/act.h"
+
+/* elements per kernel call: chunks a thread count does not change */
+#define ACT_CHUNK 4096
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -23,11 +27,10 @@
 
 void duet_gelu_forward(float *out, const float *inp, int64_t n, int tanh_approx) {
     if (tanh_approx) {
+        const duet_act_kernels *k = duet_act();
 #pragma omp parallel for schedule(static) if (duet_omp_enough(n))
-        for (int64_t i = 0; i < n; i++) {
-            float x = inp[i];
-            out[i] = 0.5f * x * (1.0f + tanhf(GELU_SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x)));
-        }
+        for (int64_t i = 0; i < n; i += ACT_CHUNK)
+            k->gelu_tanh_fwd(out + i, inp + i, DUET_MIN(ACT_CHUNK, n - i));
     } else {
 #pragma omp parallel for schedule(static) if (duet_omp_enough(n))
         for (int64_t i = 0; i < n; i++) {
@@ -41,14 +44,10 @@ void duet_gelu_backward(float *dinp, const float *dout, const float *inp, int64_
                         int tanh_approx) {
     if (!dinp) return;
     if (tanh_approx) {
+        const duet_act_kernels *k = duet_act();
 #pragma omp parallel for schedule(static) if (duet_omp_enough(n))
-        for (int64_t i = 0; i < n; i++) {
-            float x = inp[i];
-            float t = tanhf(GELU_SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x));
-            float du = GELU_SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_CUBIC * x * x);
-            float d = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du;
-            dinp[i] += dout[i] * d;
-        }
+        for (int64_t i = 0; i < n; i += ACT_CHUNK)
+            k->gelu_tanh_bwd(dinp + i, dout + i, inp + i, DUET_MIN(ACT_CHUNK, n - i));
     } else {
 #pragma omp parallel for schedule(static) if (duet_omp_enough(n))
         for (int64_t i = 0; i < n; i++) {
@@ -81,20 +80,19 @@ duet_tensor *duet_nn_gelu(duet_graph *g, duet_tensor *x, int tanh_approx) {
 /* ==== silu ==== */
 /* silu(x) = x * sigmoid(x); silu'(x) = s (1 + x (1 - s)), s = sigmoid(x) */
 
-static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void duet_silu_forward(float *out, const float *inp, int64_t n) {
+    const duet_act_kernels *k = duet_act();
 #pragma omp parallel for schedule(static) if (duet_omp_enough(n))
-    for (int64_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf_(inp[i]);
+    for (int64_t i = 0; i < n; i += ACT_CHUNK) k->silu_fwd(out + i, inp + i, DUET_MIN(ACT_CHUNK, n - i));
 }
 
 void duet_silu_backward(float *dinp, const float *dout, const float *inp, int64_t n) {
     if (!dinp) return;
+    const duet_act_kernels *k = duet_act();
 #pragma omp parallel for schedule(static) if (duet_omp_enough(n))
-    for (int64_t i = 0; i < n; i++) {
-        float x = inp[i], s = sigmoidf_(x);
-        dinp[i] += dout[i] * s * (1.0f + x * (1.0f - s));
-    }
+    for (int64_t i = 0; i < n; i += ACT_CHUNK)
+        k->silu_bwd(dinp + i, dout + i, inp + i, DUET_MIN(ACT_CHUNK, n - i));
 }
 
 static void silu_tape_backward(duet_graph *g, const duet_record *r) {
@@ -116,18 +114,20 @@ duet_tensor *duet_nn_silu(duet_graph *g, duet_tensor *x) {
 /* out = silu(gate) * up */
 
 void duet_swiglu_forward(float *out, const float *gate, const float *up, int64_t n) {
+    const duet_act_kernels *k = duet_act();
 #pragma omp parallel for schedule(static) if (duet_omp_enough(n))
-    for (int64_t i = 0; i < n; i++) out[i] = gate[i] * sigmoidf_(gate[i]) * up[i];
+    for (int64_t i = 0; i < n; i += ACT_CHUNK)
+        k->swiglu_fwd(out + i, gate + i, up + i, DUET_MIN(ACT_CHUNK, n - i));
 }
 
 void duet_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate,
                           const float *up, int64_t n) {
+    if (!dgate && !dup) return;
+    const duet_act_kernels *k = duet_act();
 #pragma omp parallel for schedule(static) if (duet_omp_enough(n))
-    for (int64_t i = 0; i < n; i++) {
-        float x = gate[i], s = sigmoidf_(x);
-        if (dgate) dgate[i] += dout[i] * up[i] * s * (1.0f + x * (1.0f - s));
-        if (dup) dup[i] += dout[i] * x * s;
-    }
+    for (int64_t i = 0; i < n; i += ACT_CHUNK)
+        k->swiglu_bwd(dgate ? dgate + i : NULL, dup ? dup + i : NULL, dout + i, gate + i, up + i,
+                      DUET_MIN(ACT_CHUNK, n - i));
 }
 
 static void swiglu_tape_backward(duet_graph *g, const duet_record *r) {
