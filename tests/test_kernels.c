@@ -14,8 +14,9 @@
  * alpha/beta cases incl. beta = 0 over a NaN-filled C and alpha = 0; leading
  * dimensions wider than the matrix with NaN in the gap (never read) and a
  * sentinel in C's gap (never written); shapes that cross every cache block;
- * threads 1 and 2 giving bitwise-equal results; no allocation once warm; the
- * fallback when no packing buffer can be allocated.
+ * threads 1 and 2 giving bitwise-equal results; no allocation once warm; an
+ * exiting thread freeing its buffers; the fallback when no packing buffer can
+ * be allocated.
  */
 #include "testutil.h"
 
@@ -23,6 +24,7 @@
 #include "kernels/kernels.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -200,7 +202,7 @@ static void test_gemm_set(const char *isa) {
 
 /* ==== allocation: none once warm; the fallback without memory ==== */
 
-static int alloc_count, alloc_fail;
+static int alloc_count, alloc_fail, free_count;
 static void *counting_alloc(void *ud, size_t size, size_t align) {
     (void)ud;
 #pragma omp atomic update
@@ -211,6 +213,10 @@ static void *counting_alloc(void *ud, size_t size, size_t align) {
 }
 static void counting_free(void *ud, void *p) {
     (void)ud;
+    if (p) {
+#pragma omp atomic update
+        free_count++;
+    }
     free(p);
 }
 
@@ -246,6 +252,32 @@ static void test_gemm_no_alloc_when_warm(const char *isa) {
     T_CHECK(alloc_count == 0, "%s sgemm allocates nothing once warm (%d allocations)", isa,
             alloc_count);
     free(A), free(B), free(C);
+}
+
+/* A thread that used the GEMM and exits gives its packing buffers back. */
+static void *gemm_in_thread(void *arg) {
+    (void)arg;
+    int64_t M = 100, N = 90, K = 80;
+    float *A = calloc((size_t)(M * K), sizeof(float)), *B = calloc((size_t)(K * N), sizeof(float));
+    float *C = calloc((size_t)(M * N), sizeof(float));
+    duet_sgemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+    duet_sgemm(1, 1, 1, N, K, 1.0f, A, 1, B, K, 0.0f, C, N); /* gemv, strided x */
+    free(A), free(B), free(C);
+    return NULL;
+}
+
+static void test_gemm_thread_exit(const char *isa) {
+    duet_allocator a = {counting_alloc, counting_free, NULL};
+    duet_set_threads(1);
+    duet_set_allocator(&a);
+    alloc_count = free_count = 0;
+    pthread_t th;
+    int ok = pthread_create(&th, NULL, gemm_in_thread, NULL) == 0;
+    if (ok) pthread_join(th, NULL);
+    duet_set_allocator(NULL);
+    T_CHECK(ok && alloc_count > 0 && free_count == alloc_count,
+            "%s sgemm: an exiting thread frees its buffers (%d allocated, %d freed)", isa,
+            alloc_count, free_count);
 }
 
 /* ==== row kernels, dot, axpy ==== */
@@ -406,6 +438,7 @@ int main(void) {
         ran++;
         test_gemm_set(ISAS[i]);
         test_gemm_no_alloc_when_warm(ISAS[i]);
+        test_gemm_thread_exit(ISAS[i]);
         test_softmax(ISAS[i]);
         test_norms(ISAS[i]);
         test_dot_axpy(ISAS[i]);

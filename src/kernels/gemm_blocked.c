@@ -31,18 +31,38 @@
 #include "kernels/gemm_blocked.h"
 
 #include <omp.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
 /* ==== packing buffers: two per thread, grown on demand ==== */
 
 /* [0] holds A blocks (in the shared mode, the calling thread's [0] is the one
- * block every thread reads), [1] holds B blocks. */
+ * block every thread reads), [1] holds B blocks. A thread that exits frees
+ * its buffers (a pthread key destructor); threads that live to the end of the
+ * process (the main thread, OpenMP's pool) keep them. */
 static _Thread_local float *tl_buf[2];
 static _Thread_local size_t tl_cap[2]; /* floats */
+static _Thread_local int tl_registered;
+static pthread_key_t tl_key;
+static pthread_once_t tl_key_once = PTHREAD_ONCE_INIT;
+
+static void tl_release(void *unused) {
+    (void)unused;
+    for (int i = 0; i < 2; i++) {
+        duet_free(tl_buf[i]);
+        tl_buf[i] = NULL;
+        tl_cap[i] = 0;
+    }
+}
+static void tl_key_make(void) { (void)pthread_key_create(&tl_key, tl_release); }
 
 static float *tl_buffer(int which, size_t nfloat) {
     if (nfloat <= tl_cap[which]) return tl_buf[which];
+    if (!tl_registered) {
+        pthread_once(&tl_key_once, tl_key_make);
+        tl_registered = pthread_setspecific(tl_key, &tl_registered) == 0;
+    }
     duet_free(tl_buf[which]);
     tl_buf[which] = NULL;
     tl_cap[which] = 0;
