@@ -217,9 +217,9 @@ void cli_progress_end(cli_progress *p) {
 
 const char *cli_default_model(const char *file, char *buf, size_t size) {
     const char *env = getenv("DUET_MODELS");
-    if (env && *env) {
+    if (env && *env) { /* the user said where the built-in models are: only there */
         snprintf(buf, size, "%s/%s", env, file);
-        if (access(buf, R_OK) == 0) return buf;
+        return access(buf, R_OK) == 0 ? buf : NULL;
     }
     snprintf(buf, size, "models/%s", file);
     if (access(buf, R_OK) == 0) return buf;

@@ -62,8 +62,9 @@ void cli_progress_update(cli_progress *p, int64_t done, const char *extra);
 void cli_progress_end(cli_progress *p);
 double cli_now(void); /* monotonic seconds */
 
-/* Finds a built-in model file (e.g. "painter.safetensors"): $DUET_MODELS/,
- * ./models/, then <folder of the duet binary>/../models/. Returns buf, or
+/* Finds a built-in model file (e.g. "painter.safetensors"): only in
+ * $DUET_MODELS/ when that is set, else ./models/, then <folder of the duet
+ * binary>/../models/. Returns buf, or
  * NULL when none exists (buf then holds "models/<file>" for messages). */
 const char *cli_default_model(const char *file, char *buf, size_t size);
 
