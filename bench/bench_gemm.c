@@ -12,6 +12,7 @@
  *
  * Not a test: never run by `make test`. Usage:
  *   build/bench/bench_gemm [--threads N] [--reps N] [--isa scalar|avx2|avx512]
+ *                          [--shape NAME]
  */
 #include "duet.h"
 
@@ -87,13 +88,16 @@ static double check_shape(const shape *s, const float *A, const float *B, const 
 
 int main(int argc, char **argv) {
     int threads = 2, reps = 9;
-    const char *isa = NULL;
+    const char *isa = NULL, *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) reps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--isa") == 0 && i + 1 < argc) isa = argv[++i];
+        else if (strcmp(argv[i], "--shape") == 0 && i + 1 < argc) only = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--threads N] [--reps N] [--isa scalar|avx2|avx512]\n",
+            fprintf(stderr,
+                    "usage: %s [--threads N] [--reps N] [--isa scalar|avx2|avx512] "
+                    "[--shape NAME]\n",
                     argv[0]);
             return 2;
         }
@@ -115,6 +119,7 @@ int main(int argc, char **argv) {
     int bad_check = 0;
     for (size_t si = 0; si < sizeof SHAPES / sizeof *SHAPES; si++) {
         const shape *s = &SHAPES[si];
+        if (only && strcmp(only, s->name) != 0) continue;
         int64_t M = s->M, N = s->N, K = s->K;
         int64_t lda = s->tA ? M : K, ldb = s->tB ? K : N;
         float *A = malloc((size_t)(M * K) * sizeof(float));

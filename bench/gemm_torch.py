@@ -7,7 +7,7 @@ bench_gemm, and peak RSS. Run with Debian's /usr/bin/python3 (torch 1.13).
 The environment (OMP_WAIT_POLICY, OPENBLAS_CORETYPE, ...) is the caller's:
 bench/run_gemm.sh runs it twice, tuned and default.
 
-Usage: /usr/bin/python3 bench/gemm_torch.py [--threads N] [--reps N]
+Usage: /usr/bin/python3 bench/gemm_torch.py [--threads N] [--reps N] [--shape NAME]...
 """
 import argparse
 import os
@@ -29,10 +29,33 @@ SHAPES = [
 ]
 
 
+def run_shape(name, ta, tb, m, n, k, reps, g):
+    """Times one shape; returns (median GFLOP/s, best GFLOP/s, samples)."""
+    # stored like duet's operands: A is K x M when transposed, B is N x K
+    a = torch.rand(k, m, generator=g) - 0.5 if ta else torch.rand(m, k, generator=g) - 0.5
+    b = torch.rand(n, k, generator=g) - 0.5 if tb else torch.rand(k, n, generator=g) - 0.5
+    aop = a.t() if ta else a
+    bop = b.t() if tb else b
+    c = torch.empty(m, n)
+    torch.mm(aop, bop, out=c)
+    torch.mm(aop, bop, out=c)
+    flops = 2.0 * m * n * k
+    ts = []
+    t_start = time.perf_counter()
+    while len(ts) < 1000 and (len(ts) < reps or time.perf_counter() - t_start < 0.4):
+        t0 = time.perf_counter()
+        torch.mm(aop, bop, out=c)
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    med = ts[len(ts) // 2] if len(ts) % 2 else 0.5 * (ts[len(ts) // 2 - 1] + ts[len(ts) // 2])
+    return flops / med * 1e-9, flops / ts[0] * 1e-9, len(ts)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--shape", action="append", help="only this shape (repeatable)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OPENBLAS_CORETYPE",
@@ -40,25 +63,11 @@ def main():
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, env: {env or '(default)'}")
     g = torch.Generator().manual_seed(0)
     for name, ta, tb, m, n, k in SHAPES:
-        # stored like duet's operands: A is K x M when transposed, B is N x K
-        a = torch.rand(k, m, generator=g) - 0.5 if ta else torch.rand(m, k, generator=g) - 0.5
-        b = torch.rand(n, k, generator=g) - 0.5 if tb else torch.rand(k, n, generator=g) - 0.5
-        aop = a.t() if ta else a
-        bop = b.t() if tb else b
-        c = torch.empty(m, n)
-        torch.mm(aop, bop, out=c)
-        torch.mm(aop, bop, out=c)
-        flops = 2.0 * m * n * k
-        ts = []
-        t_start = time.perf_counter()
-        while len(ts) < 1000 and (len(ts) < args.reps or time.perf_counter() - t_start < 0.4):
-            t0 = time.perf_counter()
-            torch.mm(aop, bop, out=c)
-            ts.append(time.perf_counter() - t0)
-        ts.sort()
-        med = ts[len(ts) // 2] if len(ts) % 2 else 0.5 * (ts[len(ts) // 2 - 1] + ts[len(ts) // 2])
-        print(f"gemm {name:<9} {ta:2d} {tb:2d} {m:5d} {n:5d} {k:5d} {flops / med * 1e-9:9.1f} "
-              f"{flops / ts[0] * 1e-9:9.1f} ({len(ts)} samples)", flush=True)
+        if args.shape and name not in args.shape:
+            continue
+        med, best, ns = run_shape(name, ta, tb, m, n, k, args.reps, g)
+        print(f"gemm {name:<9} {ta:2d} {tb:2d} {m:5d} {n:5d} {k:5d} {med:9.1f} {best:9.1f} "
+              f"({ns} samples)", flush=True)
     print(f"peak_rss_mb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0:.1f}")
 
 

@@ -89,14 +89,17 @@ static int64_t balanced_block(int64_t n, int64_t cap, int64_t q) {
  * spinning there keeps the core its partner is queued for, and a small
  * threaded GEMM takes 10-30x longer than on one thread (bench/README.md). So
  * each threaded call measures itself: when the process got well under
- * threads x wall time of CPU (someone else had a core), the following calls
- * run on one thread for a while (50 ms, doubling up to 0.8 s while it lasts),
- * then one call probes again. Calls of over a GFLOP keep their threads: the
- * milliseconds lost at a barrier are small beside them, the second core's
- * share is not. Results do not change: every element is
- * computed the same way on any thread count. Races between callers only blur
- * the timing; the state is two words with relaxed atomics. */
-static int64_t busy_until_ns, busy_backoff_ns;
+ * threads x wall time of CPU (someone else had a core) on two calls in a row,
+ * the following calls run on one thread for a while (50 ms, doubling up to
+ * 0.8 s while it lasts), then calls probe again. A call that comes after a
+ * pause is not evidence: it first wakes sleeping workers (in a VM that alone
+ * can take a good part of a millisecond), so it is not judged. Calls of over a
+ * GFLOP keep their threads: the milliseconds lost at a barrier are small
+ * beside them, the second core's share is not. Results do not change: every
+ * element is computed the same way on any thread count. Races between callers
+ * only blur the timing; the state is a few words with relaxed atomics. */
+static int64_t busy_until_ns, busy_backoff_ns, last_end_ns;
+static int bad_streak;
 
 int duet_gemm_mode_override; /* tests: see gemm_blocked.h; also disables the back-off */
 
@@ -128,15 +131,20 @@ static int gate_threads(int nt, double flops, thread_probe *pr) {
 static void probe_done(const thread_probe *pr) {
     if (pr->nt <= 1) return;
     int64_t now = clock_ns(CLOCK_MONOTONIC), wall = now - pr->wall0;
-    if (wall < 200000) return; /* too short to tell the fork from a queue */
+    int64_t last = __atomic_exchange_n(&last_end_ns, now, __ATOMIC_RELAXED);
+    /* too short to tell a fork from a queue, or the first call after a pause */
+    if (wall < 200000 || pr->wall0 - last > 1000000) return;
     int64_t cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID) - pr->cpu0;
     int64_t backoff = __atomic_load_n(&busy_backoff_ns, __ATOMIC_RELAXED);
     if ((double)cpu < 0.75 * (double)wall * pr->nt) {
+        if (__atomic_add_fetch(&bad_streak, 1, __ATOMIC_RELAXED) < 2) return;
+        __atomic_store_n(&bad_streak, 0, __ATOMIC_RELAXED);
         backoff = backoff ? DUET_MIN(2 * backoff, 800000000) : 50000000;
         __atomic_store_n(&busy_backoff_ns, backoff, __ATOMIC_RELAXED);
         __atomic_store_n(&busy_until_ns, now + backoff, __ATOMIC_RELAXED);
-    } else if (backoff) {
-        __atomic_store_n(&busy_backoff_ns, 0, __ATOMIC_RELAXED);
+    } else {
+        __atomic_store_n(&bad_streak, 0, __ATOMIC_RELAXED);
+        if (backoff) __atomic_store_n(&busy_backoff_ns, 0, __ATOMIC_RELAXED);
     }
 }
 
