@@ -32,6 +32,7 @@
 
 #include <omp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 
@@ -82,22 +83,31 @@ static int64_t balanced_block(int64_t n, int64_t cap, int64_t q) {
     return DUET_MIN(cap, round_up(ceil_div(n, nblk), q));
 }
 
-/* ==== backing off when the cores are taken ==== */
+/* ==== threads: spreading the team, backing off when the cores are taken ==== */
 
-/* With the default OMP_WAIT_POLICY, libgomp spins for milliseconds at every
- * barrier. When another process holds one of the cores, a thread of ours
- * spinning there keeps the core its partner is queued for, and a small
- * threaded GEMM takes 10-30x longer than on one thread (bench/README.md). So
- * each threaded call measures itself: when the process got well under
- * threads x wall time of CPU (someone else had a core) on two calls in a row,
- * the following calls run on one thread for a while (50 ms, doubling up to
- * 0.8 s while it lasts), then calls probe again. A call that comes after a
- * pause is not evidence: it first wakes sleeping workers (in a VM that alone
- * can take a good part of a millisecond), so it is not judged. Calls of over a
- * GFLOP keep their threads: the milliseconds lost at a barrier are small
- * beside them, the second core's share is not. Results do not change: every
- * element is computed the same way on any thread count. Races between callers
- * only blur the timing; the state is a few words with relaxed atomics. */
+/* Two troubles of libgomp's default (non-yielding, milliseconds-long)
+ * spin-wait on a small machine, both measured in this 2-vCPU VM:
+ *
+ *  - When a region wakes a sleeping worker, Linux often queues it on the
+ *    waking thread's own core (70-96% of wake-ups after a 20 ms pause). The
+ *    worker then starts only when the master is preempted, ~4 ms later: a
+ *    0.1 ms region took 6 ms. So each region starts with the master yielding
+ *    once (a queued worker runs at once), and a worker that finds itself on
+ *    the master's core moves off it (its affinity briefly without that core,
+ *    then restored): 0.28 ms. Cost: one sched_yield per region.
+ *  - When another process holds a core, our thread queued behind it keeps
+ *    the other spinning at the next barrier, and a small threaded GEMM takes
+ *    10-30x longer than on one thread. So threaded calls measure themselves:
+ *    each thread's "stolen" time (wall time since the fork minus its own CPU
+ *    time: time it was runnable but not running). When that is over 30% of
+ *    the call on two judged calls in a row, calls under a GFLOP run on one
+ *    thread for a while (50 ms, doubling up to 0.8 s while it lasts), then
+ *    probe again. Not judged: calls under ~40 MFLOP, and the first call after
+ *    a pause (it pays the workers' wake-up). Calls over a GFLOP keep their
+ *    threads: a few milliseconds at a barrier are small beside them.
+ *
+ * Results do not change: every element is computed the same way on any thread
+ * count. Callers racing on the back-off state only blur the timing. */
 static int64_t busy_until_ns, busy_backoff_ns, last_end_ns;
 static int bad_streak;
 
@@ -109,34 +119,71 @@ static int64_t clock_ns(clockid_t id) {
     return (int64_t)t.tv_sec * 1000000000 + (int64_t)t.tv_nsec;
 }
 
-typedef struct thread_probe {
-    int nt;              /* threads asked for; 0 when not measuring */
-    int64_t wall0, cpu0;
-} thread_probe;
+typedef struct team {
+    int judge;       /* measure this call */
+    int master_cpu;  /* core of the calling thread before the fork; -1 unknown */
+    int64_t t0;      /* wall clock at the fork */
+    int64_t stolen;  /* the largest stolen time of any thread, ns */
+} team;
 
-/* The thread count to use now for a call of `flops` that would like nt. */
-static int gate_threads(int nt, double flops, thread_probe *pr) {
-    pr->nt = 0;
-    if (nt <= 1) return nt;
+/* The thread count for a call of `flops` that would like nt; fills tm. */
+static int team_size(int nt, double flops, team *tm) {
+    tm->judge = 0;
+    tm->master_cpu = -1;
+    tm->stolen = 0;
+    if (nt <= 1) return 1;
     int64_t now = clock_ns(CLOCK_MONOTONIC);
     if (flops < 1e9 && duet_gemm_mode_override == 0 &&
         now < __atomic_load_n(&busy_until_ns, __ATOMIC_RELAXED))
         return 1;
-    pr->nt = nt;
-    pr->wall0 = now;
-    pr->cpu0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+#if defined(__linux__)
+    tm->master_cpu = sched_getcpu();
+#endif
+    tm->judge = flops >= 4e7;
+    tm->t0 = now;
     return nt;
 }
 
-static void probe_done(const thread_probe *pr) {
-    if (pr->nt <= 1) return;
-    int64_t now = clock_ns(CLOCK_MONOTONIC), wall = now - pr->wall0;
+/* Called by every thread at the start of a region; returns its CPU clock. */
+static int64_t team_begin(team *tm) {
+#if defined(__linux__)
+    if (omp_get_num_threads() > 1) {
+        if (omp_get_thread_num() == 0) {
+            sched_yield();
+        } else if (tm->master_cpu >= 0 && sched_getcpu() == tm->master_cpu) {
+            cpu_set_t all, others;
+            if (pthread_getaffinity_np(pthread_self(), sizeof all, &all) == 0) {
+                others = all;
+                CPU_CLR(tm->master_cpu, &others);
+                if (CPU_COUNT(&others) > 0 &&
+                    pthread_setaffinity_np(pthread_self(), sizeof others, &others) == 0)
+                    (void)pthread_setaffinity_np(pthread_self(), sizeof all, &all);
+            }
+        }
+    }
+#endif
+    return tm->judge ? clock_ns(CLOCK_THREAD_CPUTIME_ID) : 0;
+}
+
+/* Called by every thread when its share is done (before any final wait). */
+static void team_end(team *tm, int64_t cpu0) {
+    if (!tm->judge) return;
+    int64_t stolen = (clock_ns(CLOCK_MONOTONIC) - tm->t0) - (clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0);
+    int64_t cur = __atomic_load_n(&tm->stolen, __ATOMIC_RELAXED);
+    while (stolen > cur &&
+           !__atomic_compare_exchange_n(&tm->stolen, &cur, stolen, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED)) {
+    }
+}
+
+/* Called by the caller after the region: judges the call. */
+static void team_done(const team *tm) {
+    if (!tm->judge) return;
+    int64_t now = clock_ns(CLOCK_MONOTONIC), wall = now - tm->t0;
     int64_t last = __atomic_exchange_n(&last_end_ns, now, __ATOMIC_RELAXED);
-    /* too short to tell a fork from a queue, or the first call after a pause */
-    if (wall < 200000 || pr->wall0 - last > 1000000) return;
-    int64_t cpu = clock_ns(CLOCK_PROCESS_CPUTIME_ID) - pr->cpu0;
+    if (tm->t0 - last > 1000000) return; /* the first call after a pause */
     int64_t backoff = __atomic_load_n(&busy_backoff_ns, __ATOMIC_RELAXED);
-    if ((double)cpu < 0.75 * (double)wall * pr->nt) {
+    if (tm->stolen > 150000 && (double)tm->stolen > 0.3 * (double)wall) {
         if (__atomic_add_fetch(&bad_streak, 1, __ATOMIC_RELAXED) < 2) return;
         __atomic_store_n(&bad_streak, 0, __ATOMIC_RELAXED);
         backoff = backoff ? DUET_MIN(2 * backoff, 800000000) : 50000000;
@@ -165,9 +212,9 @@ static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
 static void gemv(const duet_gemm_arch *arch, int rowform, int64_t n, int64_t K, float alpha,
                  const float *X, int64_t ld, const float *v, int64_t incv, float beta, float *y,
                  int64_t incy) {
-    thread_probe pr;
-    int nt = gate_threads(omp_in_parallel() || n * K < 65536 ? 1 : duet_get_threads(),
-                          2.0 * (double)n * (double)K, &pr);
+    team tm;
+    int nt = team_size(omp_in_parallel() || n * K < 65536 ? 1 : duet_get_threads(),
+                       2.0 * (double)n * (double)K, &tm);
     if (rowform) {
         const float *vc = v;
         if (incv != 1) {
@@ -179,35 +226,45 @@ static void gemv(const duet_gemm_arch *arch, int rowform, int64_t n, int64_t K, 
             for (int64_t p = 0; p < K; p++) buf[p] = v[p * incv];
             vc = buf;
         }
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-        for (int64_t i = 0; i < n; i++) {
-            float s = alpha * arch->dot(X + i * ld, vc, K);
-            y[i * incy] = beta == 0.0f ? s : s + beta * y[i * incy];
+#pragma omp parallel num_threads(nt) if (nt > 1)
+        {
+            int64_t c0 = team_begin(&tm);
+#pragma omp for schedule(static) nowait
+            for (int64_t i = 0; i < n; i++) {
+                float s = alpha * arch->dot(X + i * ld, vc, K);
+                y[i * incy] = beta == 0.0f ? s : s + beta * y[i * incy];
+            }
+            team_end(&tm, c0);
         }
-        probe_done(&pr);
+        team_done(&tm);
         return;
     }
     /* column form: accumulate rows of X into a contiguous chunk of y with axpy */
     const int64_t chunk = 4096;
     int64_t nchunk = ceil_div(n, chunk);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t q = 0; q < nchunk; q++) {
-        int64_t i0 = q * chunk, w = DUET_MIN(chunk, n - i0);
-        float *acc = tl_buffer(1, (size_t)chunk);
-        if (!acc) {
-            duet_sgemm_ref(1, 0, w, 1, K, alpha, X + i0, ld, v, incv, beta, y + i0 * incy,
-                           incy);
-            continue;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int64_t c0 = team_begin(&tm);
+#pragma omp for schedule(static) nowait
+        for (int64_t q = 0; q < nchunk; q++) {
+            int64_t i0 = q * chunk, w = DUET_MIN(chunk, n - i0);
+            float *acc = tl_buffer(1, (size_t)chunk);
+            if (!acc) {
+                duet_sgemm_ref(1, 0, w, 1, K, alpha, X + i0, ld, v, incv, beta, y + i0 * incy,
+                               incy);
+                continue;
+            }
+            memset(acc, 0, (size_t)w * sizeof(float));
+            for (int64_t p = 0; p < K; p++) arch->axpy(acc, v[p * incv], X + p * ld + i0, w);
+            for (int64_t i = 0; i < w; i++) {
+                float s = alpha * acc[i];
+                float *yi = y + (i0 + i) * incy;
+                *yi = beta == 0.0f ? s : s + beta * *yi;
+            }
         }
-        memset(acc, 0, (size_t)w * sizeof(float));
-        for (int64_t p = 0; p < K; p++) arch->axpy(acc, v[p * incv], X + p * ld + i0, w);
-        for (int64_t i = 0; i < w; i++) {
-            float s = alpha * acc[i];
-            float *yi = y + (i0 + i) * incy;
-            *yi = beta == 0.0f ? s : s + beta * *yi;
-        }
+        team_end(&tm, c0);
     }
-    probe_done(&pr);
+    team_done(&tm);
 }
 
 /* ==== the blocked product ==== */
@@ -366,10 +423,11 @@ static void gemm_dot(const duet_gemm_arch *ar, int64_t M, int64_t N, int64_t K, 
     int64_t tiles_n = ceil_div(N, ar->dk_nr);
     int nt = omp_in_parallel() ? 1 : duet_get_threads();
     if (flops < 4e6 * nt) nt = (int)(flops / 4e6);
-    thread_probe pr;
-    nt = gate_threads((int)DUET_MAX(1, DUET_MIN(nt, tiles_n)), flops, &pr);
+    team tm;
+    nt = team_size((int)DUET_MAX(1, DUET_MIN(nt, tiles_n)), flops, &tm);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
+        int64_t c0 = team_begin(&tm);
         int t = omp_get_thread_num(), n = omp_get_num_threads();
         int64_t j0 = DUET_MIN(N, tiles_n * t / n * ar->dk_nr);
         int64_t j1 = DUET_MIN(N, tiles_n * (t + 1) / n * ar->dk_nr);
@@ -377,8 +435,9 @@ static void gemm_dot(const duet_gemm_arch *ar, int64_t M, int64_t N, int64_t K, 
             for (int64_t i = 0; i < M; i += ar->dk_mr)
                 ar->dotk(K, A + i * lda, lda, B + j * ldb, ldb, C + i * ldc + j, ldc,
                          DUET_MIN(ar->dk_mr, M - i), DUET_MIN(ar->dk_nr, j1 - j), alpha, beta);
+        team_end(&tm, c0);
     }
-    probe_done(&pr);
+    team_done(&tm);
 }
 
 /* Cost of a split in flop-equivalents for the busiest thread: padded
@@ -434,8 +493,8 @@ void duet_gemm_blocked(const duet_gemm_arch *arch, int transA, int transB, int64
     int nt = omp_in_parallel() ? 1 : duet_get_threads();
     if (flops < 4e6 * nt) nt = (int)(flops / 4e6);
     nt = (int)DUET_MIN(nt, DUET_MAX(ceil_div(M, arch->mr), ceil_div(N, arch->nr)));
-    thread_probe pr;
-    nt = gate_threads(nt, flops, &pr);
+    team tm;
+    nt = team_size(nt, flops, &tm);
     if (nt <= 1) {
         if (gemm_block(&g, 0, M, 0, N) != 0) ref_block(&g, 0, M, 0, N);
         return;
@@ -453,20 +512,26 @@ void duet_gemm_blocked(const duet_gemm_arch *arch, int transA, int transB, int64
         if (Ashared) {
             int failed = 0;
 #pragma omp parallel num_threads(nt)
-            gemm_shared(&g, Ashared, mc, whole, &failed);
-            probe_done(&pr);
+            {
+                int64_t c0 = team_begin(&tm);
+                gemm_shared(&g, Ashared, mc, whole, &failed);
+                team_end(&tm, c0);
+            }
+            team_done(&tm);
             return;
         }
     }
     int64_t tiles_m = ceil_div(M, arch->mr);
 #pragma omp parallel num_threads(nt)
     {
+        int64_t c0 = team_begin(&tm);
         int t = omp_get_thread_num(), n = omp_get_num_threads();
         int64_t m0 = DUET_MIN(M, tiles_m * t / n * arch->mr);
         int64_t m1 = DUET_MIN(M, tiles_m * (t + 1) / n * arch->mr);
         if (m0 < m1 && gemm_block(&g, m0, m1, 0, N) != 0) ref_block(&g, m0, m1, 0, N);
+        team_end(&tm, c0);
     }
-    probe_done(&pr);
+    team_done(&tm);
 }
 
 /* ==== the portable GEMM (scalar kernel set) ==== */
