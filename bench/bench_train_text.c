@@ -38,6 +38,7 @@ static const char *arg_s(int argc, char **argv, const char *name, const char *de
 }
 
 int main(int argc, char **argv) {
+    duet_prefer_short_spin(argv); /* as the duet CLI does */
     duet_init();
     int arch = duet_tf_arch_from_name(arg_s(argc, argv, "--arch", "gpt2"));
     if (arch < 0) {

@@ -193,6 +193,7 @@ static int run_torch(const char *env, const char *phase, int64_t a, int64_t b, i
 }
 
 int main(int argc, char **argv) {
+    duet_prefer_short_spin(argv); /* as the duet CLI does */
     duet_init();
     for (int i = 1; i + 1 < argc; i++)
         if (strcmp(argv[i], "--phase") == 0) { /* a child: one phase */

@@ -94,6 +94,15 @@ enum {
 
 /* Idempotent, thread-safe. Reads DUET_THREADS and picks kernels by CPU features. */
 void duet_init(void);
+/* Call first thing in main(argv). OpenMP (libgomp) reads its waiting policy
+ * from the environment when it is loaded, before main; its default (threads
+ * spin ~300k iterations at every barrier) costs 3x and more when another
+ * process holds a core, and OMP_WAIT_POLICY=PASSIVE (sleep at once) pays a
+ * futex wake-up, 30-40 us here, on every parallel region: a sampled token
+ * has ~30 of them. So unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set, this
+ * re-executes the program once (/proc/self/exe) with GOMP_SPINCOUNT=3000
+ * (spin ~50 us, then sleep). Returns only when it did not re-execute. */
+void duet_prefer_short_spin(char **argv);
 /* Bitmask of DUET_CPU_* the CPU and OS support (OS-enabled AVX/AVX-512 state). */
 unsigned duet_cpu_features(void);
 /* Writes e.g. "avx2 fma f16c avx512f ..." into buf; returns buf. */

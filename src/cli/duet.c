@@ -44,21 +44,8 @@ static void usage(FILE *f) {
             "\nexit codes: 0 ok, 1 failure, 2 bad command line, 3 file I/O, 4 malformed file\n");
 }
 
-/* OpenMP threads that wait at a barrier spin by default (libgomp: ~300k
- * iterations). On a small or shared machine the thread they wait for is often
- * descheduled, and the spinning costs 3x and more (measured here: painter
- * training 7.5 -> 22 images/s under load). libgomp reads OMP_WAIT_POLICY
- * when it is loaded, before main, so the only way to choose for the user is
- * to re-execute once with it set. An explicit OMP_WAIT_POLICY wins. */
-static void prefer_passive_waits(char **argv) {
-    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
-    execv("/proc/self/exe", argv);
-    /* exec failed (no /proc?): carry on with the default policy */
-}
-
 int main(int argc, char **argv) {
-    prefer_passive_waits(argv);
+    duet_prefer_short_spin(argv); /* see duet.h */
     duet_init();
     if (argc < 2) {
         usage(stderr);
