@@ -1478,9 +1478,11 @@ float duet_quant_dot_f32(duet_qtype t, int64_t n, const void *w, const float *x)
  *   matmul: Y[N, M] = X[N, K] . W^T   (N activation rows, e.g. a prompt)
  * The activations are quantized to duet_qtype_dot_type(t) once per call;
  * rows of W are split across duet_get_threads() OpenMP threads and each row
- * is streamed once. scratch: at least duet_quant_scratch_bytes(t, K, N) bytes
- * (64-byte aligned is best), or NULL to allocate it for this call. Nothing
- * else is allocated. DUET_ERR_ARG when K is not a multiple of the block size,
+ * is streamed once. Batches of N >= 16 rows instead multiply the f32
+ * activations by tiles of exactly dequantized weight rows with duet_sgemm
+ * (f32 weights directly). scratch: at least duet_quant_scratch_bytes(t, K, N)
+ * bytes, asked with the duet_get_threads() of the call (64-byte aligned is
+ * best), or NULL to allocate it for this call. Nothing else is allocated. DUET_ERR_ARG when K is not a multiple of the block size,
  * DUET_ERR_UNSUPPORTED for types without kernels. */
 int64_t duet_quant_scratch_bytes(duet_qtype t, int64_t K, int64_t N);
 duet_status duet_quant_matvec(duet_qtype t, const void *W, int64_t M, int64_t K, const float *x,

@@ -520,6 +520,50 @@ static void test_matmul(void) {
     free(X), free(Wf), free(Y), free(Y2), free(Wd), free(Xd), free(W), free(xq);
 }
 
+/* Batches of >= 16 rows (the GEMM path): f32 activations times exactly
+ * dequantized weights, so Y must match the double product of X and the
+ * dequantized W (fp32 SGEMM accumulation over K = 512: relative to the sum
+ * of |terms| ~1e-6; 1e-5 allows for the order), identical with 1 and 2
+ * threads, with and without caller scratch; M = 600 spans several tiles. */
+static void test_matmul_gemm(void) {
+    const int64_t M = 600, K = 512, N = 40;
+    float *X = malloc(N * K * sizeof(float)), *Wf = malloc(M * K * sizeof(float));
+    float *Y = malloc(N * M * sizeof(float)), *Y2 = malloc(N * M * sizeof(float));
+    float *Wd = malloc(M * K * sizeof(float));
+    uint8_t *W = malloc((size_t)M * K * 4);
+    signal(X, N * K, 0, 21);
+    signal(Wf, M * K, 0, 22);
+    const int threads0 = duet_get_threads();
+    for (int ti = 0; ti < NW; ti++) {
+        const duet_qtype t = WEIGHTS[ti];
+        duet_quantize_row(t, Wf, W, M * K);
+        duet_dequantize_row(t, W, Wd, M * K);
+        duet_set_threads(1);
+        const int64_t sb = duet_quant_scratch_bytes(t, K, N);
+        void *scratch = malloc((size_t)(sb > 0 ? sb : 1));
+        duet_status st = duet_quant_matmul(t, W, M, K, X, N, Y, scratch);
+        free(scratch);
+        duet_set_threads(2);
+        duet_status st2 = duet_quant_matmul(t, W, M, K, X, N, Y2, NULL);
+        duet_set_threads(threads0);
+        T_CHECK(st == DUET_OK && st2 == DUET_OK && memcmp(Y, Y2, N * M * sizeof(float)) == 0,
+                "gemm path %s: identical with 1 and 2 threads", duet_qtype_name(t));
+        double worst = 0;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t r = 0; r < M; r++) {
+                double e = 0, mag = 0;
+                for (int64_t k = 0; k < K; k++) {
+                    e += (double)Wd[r * K + k] * (double)X[n * K + k];
+                    mag += fabs((double)Wd[r * K + k] * (double)X[n * K + k]);
+                }
+                worst = fmax(worst, fabs(e - (double)Y[n * M + r]) / (mag + 1e-30));
+            }
+        T_CHECK(worst < 1e-5, "gemm path %s: Y = X . dequant(W)^T (worst %.2e)",
+                duet_qtype_name(t), worst);
+    }
+    free(X), free(Wf), free(Y), free(Y2), free(Wd), free(W);
+}
+
 /* ======================================================================== */
 /* Timing (DUET_QUANT_BENCH=1 only)                                          */
 /* ======================================================================== */
@@ -581,6 +625,7 @@ int main(void) {
     test_dots();
     test_matmul();
     duet_kernel_force(isa);
+    test_matmul_gemm();
     if (getenv("DUET_QUANT_BENCH")) bench_matvec();
     return t_done();
 }

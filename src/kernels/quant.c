@@ -869,7 +869,38 @@ float duet_quant_dot_f32(duet_qtype t, int64_t n, const void *w, const float *x)
 /* Matrix x vector, matrix x matrix                                          */
 /* ======================================================================== */
 
+/* Batches of at least this many activation rows take the GEMM path:
+ * blocks of weight rows dequantized to f32 and multiplied by duet_sgemm
+ * (the per-row dots re-read and re-decode every weight block once per
+ * activation row; the SGEMM reuses each decoded block across the batch from
+ * registers and cache). Below it, the dots: decode is memory-bound and the
+ * quantized activations keep the weights' bytes the only stream. */
+#define GEMM_MIN_N 16
+
+/* Weight rows per dequantized tile of the GEMM path: ~2 MB of floats (the
+ * L2 is 1 MB per core and the L3 32 MB here: the tile is read once per
+ * 128-row panel of activations), a multiple of 16, 16..512. */
+static int64_t gemm_tile_rows(int64_t K) {
+    int64_t rb = ((int64_t)2 << 20) / (4 * DUET_MAX(K, 1));
+    rb = DUET_MAX(16, DUET_MIN(512, rb)) & ~(int64_t)15;
+    return rb;
+}
+
+static int gemm_path(duet_qtype t, int64_t N) { return N >= GEMM_MIN_N && t != DUET_QTYPE_Q8_K; }
+
+/* Bytes of per-thread tiles the GEMM path needs (0: none). */
+static int64_t gemm_scratch(duet_qtype t, int64_t K, int64_t M, int64_t N) {
+    if (!gemm_path(t, N) || t == DUET_QTYPE_F32) return 0;
+    const int64_t rb = DUET_MIN(gemm_tile_rows(K), DUET_MAX(M, 1));
+    return (int64_t)duet_get_threads() * ((rb * K + 16) * (int64_t)sizeof(float)) + 64;
+}
+
 int64_t duet_quant_scratch_bytes(duet_qtype t, int64_t K, int64_t N) {
+    if (gemm_path(t, N)) {
+        /* the tiles, for any M (a tile never has more rows than gemm_tile_rows) */
+        const int64_t g = gemm_scratch(t, K, INT64_MAX / 2, N);
+        return g < 0 ? -1 : g;
+    }
     const duet_qtype dt = duet_qtype_dot_type(t);
     if (dt == DUET_QTYPE_F32) return 0; /* the f32 activations are used as they are */
     int64_t rb = duet_qtype_row_bytes(dt, K);
@@ -901,11 +932,46 @@ static int64_t act_tile(int64_t xrb, int64_t N) {
     return DUET_MAX(1, DUET_MIN(nt, N));
 }
 
+/* Y[N, M] = X[N, K] W[M, K]^T through duet_sgemm: f32 weights directly;
+ * other types a tile of weight rows at a time, dequantized exactly (the
+ * floats llama.cpp's dequantize gives) into the calling thread's tile.
+ * Threads take tiles (dynamic); each product runs on its thread (the SGEMM
+ * driver does not nest), so the result does not depend on the thread count. */
+static duet_status matmul_gemm(duet_qtype t, const uint8_t *W, int64_t M, int64_t K,
+                               const float *X, int64_t N, float *Y, void *scratch) {
+    if (t == DUET_QTYPE_F32) {
+        duet_sgemm(0, 1, N, M, K, 1.0f, X, K, (const float *)W, K, 0.0f, Y, M);
+        return DUET_OK;
+    }
+    const int64_t rb = DUET_MIN(gemm_tile_rows(K), M), wrb = duet_qtype_row_bytes(t, K);
+    const int64_t ntiles = (M + rb - 1) / rb;
+    const int nt = (int)DUET_MAX(1, DUET_MIN((int64_t)duet_get_threads(), ntiles));
+    const int64_t per = rb * K + 16; /* floats per thread's tile */
+    void *owned = NULL;
+    if (!scratch) {
+        scratch = owned = duet_alloc((size_t)(nt * per) * sizeof(float) + 64);
+        if (!owned) return duet_set_error(DUET_ERR_NOMEM, "quant matmul: out of memory for "
+                                          "%lld bytes of weight tiles",
+                                          (long long)(nt * per * 4));
+    }
+    float *tiles = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt) if (nt > 1)
+    for (int64_t c = 0; c < ntiles; c++) {
+        float *tile = tiles + (int64_t)omp_get_thread_num() * per;
+        const int64_t r0 = c * rb, rows = DUET_MIN(rb, M - r0);
+        duet_dequantize_row(t, W + r0 * wrb, tile, rows * K);
+        duet_sgemm(0, 1, N, rows, K, 1.0f, X, K, tile, K, 0.0f, Y + r0, M);
+    }
+    duet_free(owned);
+    return DUET_OK;
+}
+
 duet_status duet_quant_matmul(duet_qtype t, const void *W, int64_t M, int64_t K, const float *X,
                               int64_t N, float *Y, void *scratch) {
     duet_status st = check_mm(N == 1 ? "quant matvec" : "quant matmul", t, M, K, N);
     if (st != DUET_OK) return st;
     if (M == 0 || N == 0) return DUET_OK;
+    if (gemm_path(t, N)) return matmul_gemm(t, W, M, K, X, N, Y, scratch);
     const duet_qtype dt = duet_qtype_dot_type(t);
     const duet_qdot_fn dot = duet_quant_dot_fn(current(), t);
     const int64_t wrb = duet_qtype_row_bytes(t, K);
