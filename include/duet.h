@@ -1482,7 +1482,8 @@ float duet_quant_dot_f32(duet_qtype t, int64_t n, const void *w, const float *x)
  * activations by tiles of exactly dequantized weight rows with duet_sgemm
  * (f32 weights directly). scratch: at least duet_quant_scratch_bytes(t, K, N)
  * bytes, asked with the duet_get_threads() of the call (64-byte aligned is
- * best), or NULL to allocate it for this call. Nothing else is allocated. DUET_ERR_ARG when K is not a multiple of the block size,
+ * best), or NULL to allocate it for this call. Nothing else is allocated.
+ * DUET_ERR_ARG when K is not a multiple of the block size,
  * DUET_ERR_UNSUPPORTED for types without kernels. */
 int64_t duet_quant_scratch_bytes(duet_qtype t, int64_t K, int64_t N);
 duet_status duet_quant_matvec(duet_qtype t, const void *W, int64_t M, int64_t K, const float *x,

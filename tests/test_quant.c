@@ -16,6 +16,7 @@
 #include "testutil.h"
 
 #include "kernels/quant.h"
+#include "kernels/kernels.h"
 
 #include <math.h>
 #include <omp.h>
@@ -526,8 +527,9 @@ static void test_matmul(void) {
  * of |terms| ~1e-6; 1e-5 allows for the order), identical with 1 and 2
  * threads, with and without caller scratch; M = 600 spans several tiles. */
 static void test_matmul_gemm(void) {
-    const int64_t M = 600, K = 512, N = 40;
+    const int64_t M = 601, K = 512, N = 41; /* odd: partial 4 x 4 tiles */
     float *X = malloc(N * K * sizeof(float)), *Wf = malloc(M * K * sizeof(float));
+    float *Xr = malloc(N * K * sizeof(float));
     float *Y = malloc(N * M * sizeof(float)), *Y2 = malloc(N * M * sizeof(float));
     float *Wd = malloc(M * K * sizeof(float));
     uint8_t *W = malloc((size_t)M * K * 4);
@@ -548,20 +550,34 @@ static void test_matmul_gemm(void) {
         duet_set_threads(threads0);
         T_CHECK(st == DUET_OK && st2 == DUET_OK && memcmp(Y, Y2, N * M * sizeof(float)) == 0,
                 "gemm path %s: identical with 1 and 2 threads", duet_qtype_name(t));
+        /* kernel sets with an integer tile (gemm8: AVX-512 VNNI) run Q8_0 / Q4_0
+         * batches on Q8_0 activations, as the dots do: then the reference
+         * multiplies the dequantized Q8_0 activations */
+        const int int8 = duet_k.quant && duet_k.quant->gemm8 &&
+                         (t == DUET_QTYPE_Q8_0 || t == DUET_QTYPE_Q4_0);
+        for (int64_t n = 0; n < N; n++) {
+            uint8_t xq[512 / 32 * Q8_0_BYTES];
+            if (int8) {
+                duet_quantize_row(DUET_QTYPE_Q8_0, X + n * K, xq, K);
+                duet_dequantize_row(DUET_QTYPE_Q8_0, xq, Xr + n * K, K);
+            } else {
+                memcpy(Xr + n * K, X + n * K, K * sizeof(float));
+            }
+        }
         double worst = 0;
         for (int64_t n = 0; n < N; n++)
             for (int64_t r = 0; r < M; r++) {
                 double e = 0, mag = 0;
                 for (int64_t k = 0; k < K; k++) {
-                    e += (double)Wd[r * K + k] * (double)X[n * K + k];
-                    mag += fabs((double)Wd[r * K + k] * (double)X[n * K + k]);
+                    e += (double)Wd[r * K + k] * (double)Xr[n * K + k];
+                    mag += fabs((double)Wd[r * K + k] * (double)Xr[n * K + k]);
                 }
                 worst = fmax(worst, fabs(e - (double)Y[n * M + r]) / (mag + 1e-30));
             }
-        T_CHECK(worst < 1e-5, "gemm path %s: Y = X . dequant(W)^T (worst %.2e)",
-                duet_qtype_name(t), worst);
+        T_CHECK(worst < 1e-5, "gemm path %s%s: Y = X . dequant(W)^T (worst %.2e)",
+                duet_qtype_name(t), int8 ? " (int8 tiles)" : "", worst);
     }
-    free(X), free(Wf), free(Y), free(Y2), free(Wd), free(W);
+    free(X), free(Xr), free(Wf), free(Y), free(Y2), free(Wd), free(W);
 }
 
 /* ======================================================================== */

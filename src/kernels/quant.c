@@ -895,10 +895,146 @@ static int64_t gemm_scratch(duet_qtype t, int64_t K, int64_t M, int64_t N) {
     return (int64_t)duet_get_threads() * ((rb * K + 16) * (int64_t)sizeof(float)) + 64;
 }
 
+/* ---- the integer prompt path (Q8_0 / Q4_0 weights, a gemm8 kernel) ---- */
+
+#define I8_ROWS 32 /* weight rows a thread packs at a time (8 tiles of 4) */
+
+static int int8_path(duet_qtype t, int64_t N) {
+    return gemm_path(t, N) && (t == DUET_QTYPE_Q8_0 || t == DUET_QTYPE_Q4_0) && current()->gemm8;
+}
+
+/* Bytes: the Q8_0 activation rows, their packed copy (4-token groups, 192
+ * bytes per pair and token) and each thread's packed rows (128 bytes per
+ * pair and row), each part 64-aligned. */
+static int64_t int8_scratch(int64_t K, int64_t N) {
+    const int64_t nb = K / QK, np = (nb + 1) / 2, n4 = (N + 3) / 4;
+    return N * nb * Q8_0_BYTES + 64 + n4 * np * 4 * 192 + 64 +
+           (int64_t)duet_get_threads() * (I8_ROWS * np * 128 + 64) + 64;
+}
+
+static inline uint8_t *align64(void *p) { return (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+/* Y = X W^T for Q8_0 / Q4_0 weights with the activations quantized to Q8_0
+ * (as the dots do): the 4 x 4 integer tiles of the kernel set's gemm8 over
+ * weights and activations repacked into its layout (quant.h). Threads take
+ * 32-row chunks (dynamic): a chunk is packed once and meets every 4-token
+ * group while it sits in L2. Results do not depend on the thread count. */
+static duet_status matmul_int8(duet_qtype t, const uint8_t *W, int64_t M, int64_t K,
+                               const float *X, int64_t N, float *Y, void *scratch) {
+    const duet_qgemm8_fn gemm8 = current()->gemm8;
+    const int64_t nb = K / QK, np = (nb + 1) / 2, n4 = (N + 3) / 4;
+    const int64_t wrb = duet_qtype_row_bytes(t, K);
+    const float off = t == DUET_QTYPE_Q8_0 ? 128.0f : 8.0f;
+    void *owned = NULL;
+    if (!scratch) {
+        scratch = owned = duet_alloc((size_t)int8_scratch(K, N));
+        if (!owned) return duet_set_error(DUET_ERR_NOMEM, "quant matmul: out of memory for "
+                                          "%lld bytes of packed operands",
+                                          (long long)int8_scratch(K, N));
+    }
+    uint8_t *xq = align64(scratch);
+    uint8_t *xp = align64(xq + N * nb * Q8_0_BYTES); /* [n4][np][4]: 64 B codes, 16 dx, 16 xo */
+    uint8_t *wpk = align64(xp + n4 * np * 4 * 192);
+    const int64_t xrb = nb * Q8_0_BYTES, wpk_bytes = I8_ROWS * np * 128 + 64;
+    const int64_t nchunks = (M + I8_ROWS - 1) / I8_ROWS;
+    const int nt = (int)DUET_MAX(1, DUET_MIN((int64_t)duet_get_threads(), nchunks));
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; n++) duet_quantize_row(DUET_QTYPE_Q8_0, X + n * K, xq + n * xrb, K);
+        /* token groups: codes [g][p][tt] 64 bytes, then dx and xo as 16 floats each */
+#pragma omp for schedule(static)
+        for (int64_t g = 0; g < n4; g++) {
+            uint8_t *gx = xp + g * np * 4 * 192;
+            for (int64_t p = 0; p < np; p++)
+                for (int tt = 0; tt < 4; tt++) {
+                    uint8_t *c = gx + p * 4 * 64 + tt * 64;
+                    float *dx = (float *)(gx + np * 4 * 64) + (p * 4 + tt) * 16;
+                    float *xo = (float *)(gx + np * 4 * 128) + (p * 4 + tt) * 16;
+                    const int64_t n = 4 * g + tt;
+                    for (int h = 0; h < 2; h++) {
+                        const int64_t b = 2 * p + h;
+                        float d = 0, o = 0;
+                        if (n < N && b < nb) {
+                            const uint8_t *blk = xq + n * xrb + b * Q8_0_BYTES;
+                            memcpy(c + 32 * h, blk + 2, 32);
+                            int sum = 0;
+                            for (int j = 0; j < 32; j++) sum += (int8_t)blk[2 + j];
+                            d = q_f16(blk);
+                            o = off * d * (float)sum * 0.125f; /* per lane: 8 lanes a block */
+                        } else {
+                            memset(c + 32 * h, 0, 32);
+                        }
+                        for (int j = 0; j < 8; j++) dx[8 * h + j] = d, xo[8 * h + j] = o;
+                    }
+                }
+        }
+        uint8_t *wp = wpk + (int64_t)omp_get_thread_num() * wpk_bytes;
+        float *wd = (float *)(wp + I8_ROWS * np * 64);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t c = 0; c < nchunks; c++) {
+            const int64_t r0 = c * I8_ROWS, rows = DUET_MIN(I8_ROWS, M - r0);
+            const int64_t ng = (rows + 3) / 4;
+            /* pack: tile q (4 rows) at [q][p][r] 64 B codes, [q][p][r] 16 scales */
+            for (int64_t q = 0; q < ng; q++)
+                for (int r = 0; r < 4; r++) {
+                    const int64_t row = r0 + 4 * q + r;
+                    for (int64_t p = 0; p < np; p++) {
+                        uint8_t *cw = wp + (q * np + p) * 256 + 64 * r;
+                        float *dw = wd + ((q * np + p) * 4 + r) * 16;
+                        for (int h = 0; h < 2; h++) {
+                            const int64_t b = 2 * p + h;
+                            float d = 0;
+                            if (row < r0 + rows && b < nb) {
+                                if (t == DUET_QTYPE_Q8_0) {
+                                    const uint8_t *blk = W + row * wrb + b * Q8_0_BYTES;
+                                    for (int j = 0; j < 32; j++) cw[32 * h + j] = blk[2 + j] ^ 0x80;
+                                    d = q_f16(blk);
+                                } else {
+                                    const uint8_t *blk = W + row * wrb + b * Q4_0_BYTES;
+                                    for (int j = 0; j < 16; j++) {
+                                        cw[32 * h + j] = blk[2 + j] & 0xF;
+                                        cw[32 * h + 16 + j] = blk[2 + j] >> 4;
+                                    }
+                                    d = q_f16(blk);
+                                }
+                            } else {
+                                memset(cw + 32 * h, 0, 32);
+                            }
+                            for (int j = 0; j < 8; j++) dw[8 * h + j] = d;
+                        }
+                    }
+                }
+            for (int64_t g = 0; g < n4; g++) {
+                const uint8_t *gx = xp + g * np * 4 * 192;
+                const float *dx = (const float *)(gx + np * 4 * 64), *xo = (const float *)(gx + np * 4 * 128);
+                const int full_t = 4 * g + 4 <= N;
+                for (int64_t q = 0; q < ng; q++) {
+                    const int64_t row = r0 + 4 * q;
+                    const uint8_t *cw = wp + q * np * 256;
+                    const float *dw = wd + q * np * 64;
+                    if (full_t && 4 * q + 4 <= rows) {
+                        gemm8(np, cw, dw, gx, dx, xo, Y + 4 * g * M + row, M);
+                    } else {
+                        float tmp[16];
+                        gemm8(np, cw, dw, gx, dx, xo, tmp, 4);
+                        for (int tt = 0; tt < 4 && 4 * g + tt < N; tt++)
+                            for (int r = 0; r < 4 && 4 * q + r < rows; r++)
+                                Y[(4 * g + tt) * M + row + r] = tmp[tt * 4 + r];
+                    }
+                }
+            }
+        }
+    }
+    duet_free(owned);
+    return DUET_OK;
+}
+
 int64_t duet_quant_scratch_bytes(duet_qtype t, int64_t K, int64_t N) {
     if (gemm_path(t, N)) {
         /* the tiles, for any M (a tile never has more rows than gemm_tile_rows) */
-        const int64_t g = gemm_scratch(t, K, INT64_MAX / 2, N);
+        int64_t g = gemm_scratch(t, K, INT64_MAX / 2, N);
+        if (t == DUET_QTYPE_Q8_0 || t == DUET_QTYPE_Q4_0) g = DUET_MAX(g, int8_scratch(K, N));
         return g < 0 ? -1 : g;
     }
     const duet_qtype dt = duet_qtype_dot_type(t);
@@ -971,6 +1107,7 @@ duet_status duet_quant_matmul(duet_qtype t, const void *W, int64_t M, int64_t K,
     duet_status st = check_mm(N == 1 ? "quant matvec" : "quant matmul", t, M, K, N);
     if (st != DUET_OK) return st;
     if (M == 0 || N == 0) return DUET_OK;
+    if (int8_path(t, N)) return matmul_int8(t, W, M, K, X, N, Y, scratch);
     if (gemm_path(t, N)) return matmul_gemm(t, W, M, K, X, N, Y, scratch);
     const duet_qtype dt = duet_qtype_dot_type(t);
     const duet_qdot_fn dot = duet_quant_dot_fn(current(), t);

@@ -97,8 +97,24 @@ static inline void q_k_scales(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
 /* sum over n elements of w (type t) times x (type duet_qtype_dot_type(t)). */
 typedef float (*duet_qdot_fn)(int64_t n, const void *w, const void *x);
 
+/* The integer GEMM tile of the prompt path (quant.c, matmul_int8): 4
+ * weight rows x 4 activation rows over np pairs of 32-blocks, packed per
+ * pair p as 64-byte vectors (two blocks) in the order [p][4]:
+ *   w:  the weight codes as u8 (Q8_0: q + 128; Q4_0: the nibble q), row r
+ *       at w + (4p + r) * 64; dw: 16 floats, each block's weight scale in
+ *       its 8 lanes (lanes 0-7 block 2p, 8-15 block 2p + 1);
+ *   x:  the Q8_0 activation codes (s8, never -128); dx: the activation
+ *       scales, lanes as dw; xo: off * dx * sum(block's codes) / 8 (each
+ *       of the block's 8 lanes takes an eighth), off = 128 (Q8_0) or 8
+ *       (Q4_0), the codes' offset.
+ * y[t * ldy + r] = sum over blocks of dw * (dx * dot(u8 w, x) - xo), which
+ * is the Q8_0 x Q8_0 / Q4_0 x Q8_0 dot with the same integer block sums. */
+typedef void (*duet_qgemm8_fn)(int64_t np, const uint8_t *w, const float *dw, const uint8_t *x,
+                               const float *dx, const float *xo, float *y, int64_t ldy);
+
 typedef struct duet_quant_kernels {
     const char *isa;
+    duet_qgemm8_fn gemm8; /* NULL: the prompt path dequantizes to f32 for duet_sgemm */
     duet_qdot_fn dot[DUET_QTYPE_COUNT]; /* indexed by duet_qtype; NULL = ask fallback */
     const struct duet_quant_kernels *fallback; /* for NULL entries; NULL = scalar */
 } duet_quant_kernels;

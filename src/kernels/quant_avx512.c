@@ -157,6 +157,7 @@ const duet_quant_kernels duet_quant_kernels_avx512 = {
 
 const duet_quant_kernels duet_quant_kernels_avx512_vnni = {
     .isa = "avx512-vnni",
+    .gemm8 = gemm8_4x4_vnni,
     .dot = {
         [DUET_QTYPE_F32] = dot_f32_avx512,   [DUET_QTYPE_F16] = dot_f16_avx512,
         [DUET_QTYPE_BF16] = dot_bf16_avx512, [DUET_QTYPE_Q8_0] = dot_q8_0_vnni,
@@ -322,5 +323,39 @@ QFN float SFX(dot_q6_k)(int64_t n, const void *vw, const void *vx) {
     }
     return _mm512_reduce_add_ps(acc);
 }
+
+#if QUANT_AVX512_PASS == 2
+/* The prompt path's 4 x 4 integer tile (layout: duet_qgemm8_fn in quant.h).
+ * Per pair of blocks and (row, token): one vpdpbusd on 512 bits (u8 weight
+ * codes x s8 activations; 32 x 255 x 127 never overflows), the i32 sums to
+ * float, times dx less xo, accumulated times dw: 4 operations per 64
+ * multiply-adds, the weight and scale vectors of 4 rows held in registers
+ * while 4 tokens pass. VNNI only: vpmaddubsw would saturate u8 x s8 pairs. */
+QFN void SFX(gemm8_4x4)(int64_t np, const uint8_t *w, const float *dw, const uint8_t *x,
+                        const float *dx, const float *xo, float *y, int64_t ldy) {
+    __m512 acc[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int t = 0; t < 4; t++) acc[r][t] = _mm512_setzero_ps();
+    const __m512i zero = _mm512_setzero_si512();
+    for (int64_t p = 0; p < np; p++, w += 256, dw += 64, x += 256, dx += 64, xo += 64) {
+        __m512i wv[4];
+        __m512 dv[4];
+        for (int r = 0; r < 4; r++) {
+            wv[r] = _mm512_loadu_si512((const void *)(w + 64 * r));
+            dv[r] = _mm512_loadu_ps(dw + 16 * r);
+        }
+        for (int t = 0; t < 4; t++) {
+            const __m512i xv = _mm512_loadu_si512((const void *)(x + 64 * t));
+            const __m512 dxv = _mm512_loadu_ps(dx + 16 * t), xov = _mm512_loadu_ps(xo + 16 * t);
+            for (int r = 0; r < 4; r++) {
+                const __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(DPB(zero, wv[r], xv)), dxv, xov);
+                acc[r][t] = _mm512_fmadd_ps(f, dv[r], acc[r][t]);
+            }
+        }
+    }
+    for (int t = 0; t < 4; t++)
+        for (int r = 0; r < 4; r++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+#endif
 
 #endif /* QUANT_AVX512_PASS */
