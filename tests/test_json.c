@@ -11,6 +11,7 @@
 #include "formats/json.h"
 
 #include <locale.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,20 +274,42 @@ static void test_numbers(void) {
     T_CHECK(!j && strstr(e.msg, "outside the range") && e.offset == 4, "-1e400 at offset 4: %s",
             e.msg);
 
-    /* the decimal point does not depend on the C locale */
+    /* the decimal point does not depend on the C locale: under de_DE strtod
+     * wants "1,5". The machine's own comma-decimal locale if it has one, else
+     * one compiled into a temporary folder with localedef (package locales;
+     * glibc reads LOCPATH). */
     const char *locs[] = {"de_DE.UTF-8", "fr_FR.UTF-8", "de_DE", "ru_RU.UTF-8", NULL};
-    int tried = 0;
-    for (int i = 0; locs[i]; i++) {
-        if (!setlocale(LC_NUMERIC, locs[i])) continue;
-        tried = 1;
-        j = parse("[1.5, 2.25e1]", &e);
-        T_CHECK(j && duet_json_at(j, 0)->num == 1.5 && duet_json_at(j, 1)->num == 22.5,
-                "numbers parse under locale %s", locs[i]);
+    const char *used = NULL;
+    for (int i = 0; locs[i] && !used; i++)
+        if (setlocale(LC_NUMERIC, locs[i])) used = locs[i];
+    char dir[] = "/tmp/duet_locale_XXXXXX", cmd[256];
+    int made = 0;
+    if (!used && mkdtemp(dir)) {
+        made = 1;
+        snprintf(cmd, sizeof cmd, "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", dir);
+        if (system(cmd) == 0 && setenv("LOCPATH", dir, 1) == 0 &&
+            setlocale(LC_NUMERIC, "de_DE.UTF-8"))
+            used = "de_DE.UTF-8 (built with localedef)";
+    }
+    if (used) {
+        char probe[16];
+        snprintf(probe, sizeof probe, "%.1f", 1.5);
+        T_CHECK(strcmp(probe, "1,5") == 0, "locale %s really uses a decimal comma (%s)", used,
+                probe);
+        j = parse("[1.5, 2.25e1, -0.125]", &e);
+        T_CHECK(j && duet_json_at(j, 0)->num == 1.5 && duet_json_at(j, 1)->num == 22.5 &&
+                    duet_json_at(j, 2)->num == -0.125,
+                "numbers parse under locale %s", used);
         duet_json_free(j);
-        break;
     }
     setlocale(LC_NUMERIC, "C");
-    if (!tried) fprintf(stderr, "note: no comma-decimal locale installed; locale check skipped\n");
+    unsetenv("LOCPATH");
+    if (made) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", dir);
+    }
+    T_CHECK(used != NULL, "a comma-decimal locale to test under (install Debian's locales "
+            "package: tools/deps.sh does)");
 }
 
 static void test_errors(void) {

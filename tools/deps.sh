@@ -8,7 +8,7 @@
 set -e
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-PKGS="build-essential make zlib1g-dev libstb-dev bible-kjv bible-kjv-text fortunes fortunes-min dataset-fashion-mnist"
+PKGS="build-essential make zlib1g-dev libstb-dev locales bible-kjv bible-kjv-text fortunes fortunes-min dataset-fashion-mnist"
 [ "${1:-}" = "--dev" ] && PKGS="$PKGS python3-torch python3-numpy python3-jinja2 libopenblas-dev clang libclang-rt-14-dev libomp-14-dev"
 missing=""
 for p in $PKGS; do
