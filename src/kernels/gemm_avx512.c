@@ -317,6 +317,8 @@ static const duet_gemm_arch arch_avx512 = {
     .axpy = duet_axpy_avx512,
 };
 
+const duet_gemm_arch *duet_gemm_arch_avx512(void) { return &arch_avx512; }
+
 void duet_sgemm_avx512(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                        float *C, int64_t ldc) {

@@ -86,6 +86,10 @@ void duet_sgemm_avx2(int transA, int transB, int64_t M, int64_t N, int64_t K, fl
 void duet_sgemm_avx512(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                        float *C, int64_t ldc);
+/* The AVX-512 set's register tile, blocks, microkernel and packer, for other
+ * drivers that feed the same microkernel (the implicit-GEMM convolution in
+ * conv_avx512.c). */
+const duet_gemm_arch *duet_gemm_arch_avx512(void);
 /* dot and axpy of the ISA sets (kernels_avx2.c, kernels_avx512.c), shared
  * with the GEMMs' matrix-vector paths. */
 float duet_dot_avx2(const float *a, const float *b, int64_t n);

@@ -23,6 +23,7 @@
  * What it is not: a sampler or a trainer (src/gen/diffusion.c, src/cli).
  */
 #include "nn/nn.h"
+#include "nn/unet_fused.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -338,11 +339,10 @@ duet_tensor *duet_unet_param(duet_unet *u, const char *name) {
 static duet_tensor *res_forward(duet_graph *g, const duet_unet *u, const resblock *r,
                                 duet_tensor *x, duet_tensor *temb_act, duet_rng *rng) {
     const int G = u->cfg.groups;
-    duet_tensor *h = duet_nn_silu(g, duet_nn_groupnorm(g, x, r->gn1_w, r->gn1_b, G, 1e-5f));
-    h = duet_nn_conv2d(g, h, r->conv1_w, r->conv1_b, 1, 1);
+    duet_tensor *h = duet_nn_groupnorm_silu(g, x, r->gn1_w, r->gn1_b, G, 1e-5f);
     duet_tensor *tp = duet_nn_linear(g, temb_act, r->temb_w, r->temb_b); /* [N, cout] */
-    h = duet_nn_add_channel(g, h, tp);
-    h = duet_nn_silu(g, duet_nn_groupnorm(g, h, r->gn2_w, r->gn2_b, G, 1e-5f));
+    h = duet_nn_conv2d_chanbias(g, h, r->conv1_w, r->conv1_b, tp, 1, 1); /* conv1(h) + tp */
+    h = duet_nn_groupnorm_silu(g, h, r->gn2_w, r->gn2_b, G, 1e-5f);
     h = duet_nn_dropout(g, h, u->cfg.dropout, rng);
     h = duet_nn_conv2d(g, h, r->conv2_w, r->conv2_b, 1, 1);
     duet_tensor *skip = r->skip_w ? duet_nn_conv2d(g, x, r->skip_w, r->skip_b, 1, 0) : x;
@@ -426,7 +426,7 @@ duet_tensor *duet_unet_forward(duet_unet *u, duet_graph *g, duet_tensor *x, duet
         if (i > 0)
             h = duet_nn_conv2d(g, duet_nn_upsample2x(g, h), L->resample_w, L->resample_b, 1, 1);
     }
-    h = duet_nn_silu(g, duet_nn_groupnorm(g, h, u->out_gn_w, u->out_gn_b, c->groups, 1e-5f));
+    h = duet_nn_groupnorm_silu(g, h, u->out_gn_w, u->out_gn_b, c->groups, 1e-5f);
     return duet_nn_conv2d(g, h, u->out_conv_w, u->out_conv_b, 1, 1);
 }
 

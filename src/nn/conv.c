@@ -19,6 +19,7 @@
  * What it is not: a direct or Winograd convolution, or grouped/dilated ones.
  */
 #include "nn/nn.h"
+#include "kernels/conv_gemm.h"
 
 #include <string.h>
 
@@ -268,6 +269,9 @@ void duet_conv2d_forward(float *out, const float *inp, const float *weight, cons
     const int64_t OH = conv_out_size(H, K, stride, pad), OW = conv_out_size(W, K, stride, pad);
     DUET_ASSERT(OH >= 1 && OW >= 1);
     const int64_t CKK = C * K * K, OHW = OH * OW;
+    if (stride == 1 &&
+        duet_conv_igemm_forward(out, inp, weight, bias, NULL, 0.0f, N, C, H, W, OC, K, pad) == 0)
+        return;
     const int64_t nb = conv_chunk(N, OHW, CKK);
     float *A = conv_workspace((size_t)(nb * OHW * (CKK + OC)));
     if (!A) {
@@ -291,6 +295,27 @@ void duet_conv2d_forward(float *out, const float *inp, const float *weight, cons
     }
 }
 
+/* Stride 1: the input gradient is a convolution of dout with the flipped,
+ * transposed weights, Wt[c][o][kh][kw] = W[o][c][K-1-kh][K-1-kw], and padding
+ * K-1-pad; accumulated into dinp. 0 when done, -1 when not available. */
+static int conv2d_dinp_implicit(float *dinp, const float *dout, const float *weight, int64_t N,
+                                int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K,
+                                int64_t pad) {
+    const int64_t KK = K * K, OH = conv_out_size(H, K, 1, pad), OW = conv_out_size(W, K, 1, pad);
+    float *wt = duet_alloc(sizeof(float) * (size_t)(OC * C * KK));
+    if (!wt) return -1;
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t o = 0; o < OC; o++) {
+            const float *src = weight + (o * C + c) * KK;
+            float *dst = wt + (c * OC + o) * KK;
+            for (int64_t k = 0; k < KK; k++) dst[k] = src[KK - 1 - k];
+        }
+    int rc = duet_conv_igemm_forward(dinp, dout, wt, NULL, NULL, 1.0f, N, OC, OH, OW, C, K,
+                                     K - 1 - pad);
+    duet_free(wt);
+    return rc;
+}
+
 void duet_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                           const float *inp, const float *weight, float *scratch, int64_t N,
                           int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K,
@@ -299,6 +324,11 @@ void duet_conv2d_backward(float *dinp, float *dweight, float *dbias, const float
     const int64_t OH = conv_out_size(H, K, stride, pad), OW = conv_out_size(W, K, stride, pad);
     const int64_t CKK = C * K * K, OHW = OH * OW;
     if (dbias) conv2d_dbias(dbias, dout, N, OC, OHW);
+    if (stride == 1 && dweight &&
+        duet_conv_igemm_dweight(dweight, dout, inp, N, C, H, W, OC, K, pad) == 0)
+        dweight = NULL;
+    if (stride == 1 && dinp && pad <= K - 1 && conv2d_dinp_implicit(dinp, dout, weight, N, C, H, W, OC, K, pad) == 0)
+        dinp = NULL;
     if (!dweight && !dinp) return;
     const int64_t nb = conv_chunk(N, OHW, CKK);
     float *D = conv_workspace((size_t)(nb * OHW * (CKK + OC)));
