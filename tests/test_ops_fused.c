@@ -3,7 +3,8 @@
  * PyTorch fixtures (tests/ref/gen_ops_fused.py): silu(group_norm(x)) raw and
  * as a tape op, forward and every gradient, under every kernel set, the +=
  * rule, finite differences, and bitwise the same result on one and two
- * threads; conv2d + per-image channel bias as a tape op (stride 1 and 2,
+ * threads; with dropout, against dropout(silu(groupnorm)) with the same
+ * rng; conv2d + per-image channel bias as a tape op (stride 1 and 2,
  * with and without bias). Also: both fused ops give what the unfused
  * composition of public ops gives.
  */
@@ -65,7 +66,7 @@ typedef struct {
 static double gs_loss(void *p) {
     gs_ctx *c = p;
     duet_groupnorm_silu_forward(c->out, c->mean, c->rstd, c->x, c->w, c->b, c->N, c->C, c->HW,
-                                c->G, 1e-5f);
+                                c->G, 1e-5f, 0.0f, 0, 0);
     return t_dot_d(c->out, c->r, c->N * c->C * c->HW);
 }
 
@@ -88,12 +89,12 @@ static void test_gn_silu(const char *name) {
         if (duet_kernel_force(ISAS[ii]) != DUET_OK) continue;
         float *out = fnew(n, NAN), *mean = fnew(N * G, 0), *rstd = fnew(N * G, 0);
         float *dx = fnew(n, 0), *dw = fnew(C, 0), *db = fnew(C, 0);
-        duet_groupnorm_silu_forward(out, mean, rstd, x, w, b, N, C, HW, G, 1e-5f);
+        duet_groupnorm_silu_forward(out, mean, rstd, x, w, b, N, C, HW, G, 1e-5f, 0.0f, 0, 0);
         /* normalization over C/G*HW values in float32 vs float64 */
         snprintf(what, sizeof what, "%s [%s] out", file, ISAS[ii]);
         t_close(what, out, out_ref, n, 1e-5, 2e-5);
         duet_groupnorm_silu_backward(dx, affine ? dw : NULL, affine ? db : NULL, r, x, w, b, mean,
-                                     rstd, N, C, HW, G);
+                                     rstd, N, C, HW, G, 0.0f, 0, 0);
         snprintf(what, sizeof what, "%s [%s] dx", file, ISAS[ii]);
         t_close(what, dx, dx_ref, n, 1e-4, 5e-5); /* rstd^-1 scaled difference of sums */
         if (affine) {
@@ -103,10 +104,10 @@ static void test_gn_silu(const char *name) {
             t_close(what, db, db_ref, C, 1e-5, 5e-5);
         }
         /* += rule, gradients one at a time */
-        duet_groupnorm_silu_backward(dx, NULL, NULL, r, x, w, b, mean, rstd, N, C, HW, G);
+        duet_groupnorm_silu_backward(dx, NULL, NULL, r, x, w, b, mean, rstd, N, C, HW, G, 0.0f, 0, 0);
         if (affine) {
-            duet_groupnorm_silu_backward(NULL, dw, NULL, r, x, w, b, mean, rstd, N, C, HW, G);
-            duet_groupnorm_silu_backward(NULL, NULL, db, r, x, w, b, mean, rstd, N, C, HW, G);
+            duet_groupnorm_silu_backward(NULL, dw, NULL, r, x, w, b, mean, rstd, N, C, HW, G, 0.0f, 0, 0);
+            duet_groupnorm_silu_backward(NULL, NULL, db, r, x, w, b, mean, rstd, N, C, HW, G, 0.0f, 0, 0);
         }
         float *two = fnew(n, 0);
         for (int64_t i = 0; i < n; i++) two[i] = 2.0f * dx_ref[i];
@@ -130,7 +131,7 @@ static void test_gn_silu(const char *name) {
         if (affine) c.w = fdup_or_null(w, C), c.b = fdup_or_null(b, C);
         float *dx = fnew(n, 0), *dw = fnew(C, 0), *db = fnew(C, 0);
         gs_loss(&c);
-        duet_groupnorm_silu_backward(dx, dw, db, r, x, w, b, c.mean, c.rstd, N, C, HW, G);
+        duet_groupnorm_silu_backward(dx, dw, db, r, x, w, b, c.mean, c.rstd, N, C, HW, G, 0.0f, 0, 0);
         snprintf(what, sizeof what, "%s dx (finite differences)", file);
         t_gradcheck(what, gs_loss, &c, c.x, n, dx, 1e-2f, 2e-3, 5e-4, 300);
         if (affine) {
@@ -185,8 +186,8 @@ static void test_gn_silu_threads(void) {
         duet_set_threads(k + 1);
         float *out = fnew(n, 0), *mean = fnew(N * G, 0), *rstd = fnew(N * G, 0);
         float *dx = fnew(n, 0), *dw = fnew(C, 0), *db = fnew(C, 0);
-        duet_groupnorm_silu_forward(out, mean, rstd, x, w, b, N, C, HW, G, 1e-5f);
-        duet_groupnorm_silu_backward(dx, dw, db, r, x, w, b, mean, rstd, N, C, HW, G);
+        duet_groupnorm_silu_forward(out, mean, rstd, x, w, b, N, C, HW, G, 1e-5f, 0.0f, 0, 0);
+        duet_groupnorm_silu_backward(dx, dw, db, r, x, w, b, mean, rstd, N, C, HW, G, 0.0f, 0, 0);
         res[k][0] = out, res[k][1] = dx, res[k][2] = dw, res[k][3] = db;
         free(mean), free(rstd);
     }
@@ -198,6 +199,85 @@ static void test_gn_silu_threads(void) {
             "groupnorm_silu: bitwise the same on 1 and 2 threads");
     for (int k = 0; k < 2; k++)
         for (int j = 0; j < 4; j++) free(res[k][j]);
+    free(x), free(r), free(w), free(b);
+}
+
+/* dropout(silu(gn(x))) fused (mask regenerated, never stored) against the
+ * composition of the public ops with the same rng: the same forward bit for
+ * bit, the same gradients up to the rounding of the recomputed norm; under
+ * every kernel set, with a Philox counter range that crosses 2^32 (the low
+ * word wraps inside a 16-lane block). Off the training tape it is the
+ * identity dropout. */
+static void test_gn_silu_dropout(void) {
+    const int64_t N = 3, C = 16, H = 9, W = 7, G = 4, n = N * C * H * W;
+    float *x = fnew(n, 0), *r = fnew(n, 0), *w = fnew(C, 0), *b = fnew(C, 0);
+    t_fill_uniform(x, n, 51, -2, 3), t_fill_uniform(r, n, 52, -1, 1);
+    t_fill_uniform(w, C, 53, 0.5f, 1.5f), t_fill_uniform(b, C, 54, -0.5f, 0.5f);
+    const int64_t xs[4] = {N, C, H, W};
+    char def[16], what[160];
+    snprintf(def, sizeof def, "%s", duet_kernel_isa());
+    for (int ii = 0; ii < 3; ii++) {
+        if (duet_kernel_force(ISAS[ii]) != DUET_OK) continue;
+        float *res[2][4] = {{0}};
+        int dropped = 0;
+        for (int fused = 0; fused < 2; fused++) {
+            duet_graph *g = duet_graph_new(1 << 20);
+            duet_rng rng = {77, 0xFFFFFFFFull - 1000}; /* the low word wraps at element 1001 */
+            duet_tensor *px = param_of(x, 4, xs), *pw = param_of(w, 1, (int64_t[]){C});
+            duet_tensor *pb = param_of(b, 1, (int64_t[]){C});
+            duet_tensor *o = fused ? duet_nn_groupnorm_silu_dropout(g, px, pw, pb, G, 1e-5f, 0.3f, &rng)
+                                   : duet_nn_dropout(g, duet_nn_silu(g, duet_nn_groupnorm(g, px, pw, pb, G, 1e-5f)), 0.3f, &rng);
+            duet_tensor *loss = dotloss(g, o, r);
+            T_CHECK(loss && duet_graph_backward(g, loss) == DUET_OK, "gn_silu_dropout tape: %s", duet_last_error());
+            T_CHECK(rng.offset == 0xFFFFFFFFull - 1000 + (uint64_t)n, "gn_silu_dropout advances the rng by %lld", (long long)n);
+            if (loss) {
+                res[fused][0] = fnew(n, 0), res[fused][1] = fnew(n, 0);
+                res[fused][2] = fnew(C, 0), res[fused][3] = fnew(C, 0);
+                memcpy(res[fused][0], o->data, sizeof(float) * (size_t)n);
+                memcpy(res[fused][1], px->grad, sizeof(float) * (size_t)n);
+                memcpy(res[fused][2], pw->grad, sizeof(float) * (size_t)C);
+                memcpy(res[fused][3], pb->grad, sizeof(float) * (size_t)C);
+                if (fused)
+                    for (int64_t i = 0; i < n; i++) dropped += ((float *)o->data)[i] == 0.0f;
+            }
+            duet_param_free(px), duet_param_free(pw), duet_param_free(pb);
+            duet_graph_free(g);
+        }
+        if (res[0][0] && res[1][0]) {
+            int same_mask = 1;
+            for (int64_t i = 0; i < n; i++) same_mask &= (res[0][0][i] == 0.0f) == (res[1][0][i] == 0.0f);
+            T_CHECK(same_mask, "gn_silu_dropout [%s]: the same elements dropped as by duet_nn_dropout", ISAS[ii]);
+            /* the SiLU kernels' vector body and scalar tail round differently,
+             * and a group's tail is not the whole tensor's tail */
+            snprintf(what, sizeof what, "gn_silu_dropout [%s] out vs composition", ISAS[ii]);
+            t_close(what, res[1][0], res[0][0], n, 1e-6, 1e-7);
+            T_CHECK(dropped > n / 5 && dropped < 2 * n / 5, "gn_silu_dropout [%s]: ~30%% dropped (%d of %lld)",
+                    ISAS[ii], dropped, (long long)n);
+            snprintf(what, sizeof what, "gn_silu_dropout [%s] dx vs composition", ISAS[ii]);
+            t_close(what, res[1][1], res[0][1], n, 1e-4, 1e-5);
+            snprintf(what, sizeof what, "gn_silu_dropout [%s] dw vs composition", ISAS[ii]);
+            t_close(what, res[1][2], res[0][2], C, 1e-5, 1e-5);
+            snprintf(what, sizeof what, "gn_silu_dropout [%s] db vs composition", ISAS[ii]);
+            t_close(what, res[1][3], res[0][3], C, 1e-5, 1e-5);
+        }
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < 4; j++) free(res[k][j]);
+    }
+    duet_kernel_force(def);
+    /* inference graph: no dropout, no rng needed */
+    duet_graph *g = duet_graph_new(1 << 20);
+    duet_graph_set_training(g, 0);
+    duet_tensor *px = param_of(x, 4, xs);
+    duet_tensor *a = duet_nn_groupnorm_silu_dropout(g, px, NULL, NULL, G, 1e-5f, 0.3f, NULL);
+    duet_tensor *bref = duet_nn_groupnorm_silu(g, px, NULL, NULL, G, 1e-5f);
+    T_CHECK(a && bref && memcmp(a->data, bref->data, sizeof(float) * (size_t)n) == 0,
+            "gn_silu_dropout: the identity dropout off the training tape");
+    duet_graph_set_training(g, 1);
+    T_CHECK(duet_nn_groupnorm_silu_dropout(g, px, NULL, NULL, G, 1e-5f, 0.3f, NULL) == NULL &&
+                duet_graph_status(g) == DUET_ERR_ARG,
+            "gn_silu_dropout: training without an rng is refused");
+    duet_param_free(px);
+    duet_graph_free(g);
     free(x), free(r), free(w), free(b);
 }
 
@@ -271,6 +351,7 @@ int main(void) {
     test_gn_silu("plain");
     test_gn_silu("wide");
     test_gn_silu_threads();
+    test_gn_silu_dropout();
     test_conv_cb("k3s1p1");
     test_conv_cb("k3s2p1");
     test_conv_cb("k1nobias");

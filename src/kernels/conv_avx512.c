@@ -113,6 +113,23 @@ static inline __attribute__((always_inline)) __m512 tap_load(const float *xc, co
 
 #define CV_MAXSEG 17 /* runs in 16 lanes: at most 16, plus one */
 
+/* The packing buffers of a call: grown on demand, kept by the calling thread
+ * for its next call (a training step makes ~100 calls of the same sizes;
+ * fresh allocations of megabytes each cost page faults). Forward and
+ * weight-gradient calls of one thread run one after the other. */
+static _Thread_local float *cv_buf;
+static _Thread_local size_t cv_cap; /* floats */
+
+static float *cv_workspace(size_t floats) {
+    if (floats <= cv_cap) return cv_buf;
+    float *p = duet_alloc(floats * sizeof(float));
+    if (!p) return NULL;
+    duet_free(cv_buf);
+    cv_buf = p;
+    cv_cap = floats;
+    return p;
+}
+
 /* ==== forward ==== */
 
 typedef struct {
@@ -218,7 +235,7 @@ int duet_conv_igemm_forward_avx512(float *out, const float *inp, const float *we
     const int64_t nunits = cdiv(J.ntiles, CV_UNIT);
     const int nt = (int)DUET_MIN(threads_for(2.0 * (double)OC * (double)J.CKK * (double)(N * J.OHW)), nunits);
     const size_t a_floats = (size_t)(OC * J.CKK), b_floats = (size_t)(CV_UNIT * CV_TW * J.kc);
-    float *buf = duet_alloc(sizeof(float) * (a_floats + (size_t)nt * b_floats + 16));
+    float *buf = cv_workspace(a_floats + (size_t)nt * b_floats + 16);
     if (!buf) return -1;
     /* the weights, packed once: K block at Ap + p0*OC, panels of mr rows */
     float *Ap = buf;
@@ -235,7 +252,6 @@ int duet_conv_igemm_forward_avx512(float *out, const float *inp, const float *we
         for (int64_t u = 0; u < nunits; u++)
             fwd_unit(&J, Bp, u * CV_UNIT, DUET_MIN(J.ntiles, (u + 1) * CV_UNIT));
     }
-    duet_free(buf);
     return 0;
 }
 
@@ -355,7 +371,7 @@ int duet_conv_igemm_dweight_avx512(float *dweight, const float *dout, const floa
     const int nt = (int)DUET_MIN(threads_for(2.0 * (double)OC * (double)J.CKK * (double)(N * J.OHW)), npan);
     const size_t a_floats = (size_t)(cdiv(OC, 16) * 16 * J.pb), b_floats = (size_t)(CV_NB * J.pb);
     const size_t per = a_floats + b_floats;
-    float *buf = duet_alloc(sizeof(float) * ((size_t)nt * per + 16));
+    float *buf = cv_workspace((size_t)nt * per + 16);
     if (!buf) return -1;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -365,6 +381,5 @@ int duet_conv_igemm_dweight_avx512(float *dweight, const float *dout, const floa
         const int64_t c1 = DUET_MIN(J.CKK, npan * (t + 1) / n * CV_TW);
         if (c0 < c1) dw_range(&J, Ad, Bp, c0, c1);
     }
-    duet_free(buf);
     return 0;
 }

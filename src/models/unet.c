@@ -342,8 +342,7 @@ static duet_tensor *res_forward(duet_graph *g, const duet_unet *u, const resbloc
     duet_tensor *h = duet_nn_groupnorm_silu(g, x, r->gn1_w, r->gn1_b, G, 1e-5f);
     duet_tensor *tp = duet_nn_linear(g, temb_act, r->temb_w, r->temb_b); /* [N, cout] */
     h = duet_nn_conv2d_chanbias(g, h, r->conv1_w, r->conv1_b, tp, 1, 1); /* conv1(h) + tp */
-    h = duet_nn_groupnorm_silu(g, h, r->gn2_w, r->gn2_b, G, 1e-5f);
-    h = duet_nn_dropout(g, h, u->cfg.dropout, rng);
+    h = duet_nn_groupnorm_silu_dropout(g, h, r->gn2_w, r->gn2_b, G, 1e-5f, u->cfg.dropout, rng);
     h = duet_nn_conv2d(g, h, r->conv2_w, r->conv2_b, 1, 1);
     duet_tensor *skip = r->skip_w ? duet_nn_conv2d(g, x, r->skip_w, r->skip_b, 1, 0) : x;
     return duet_nn_add(g, skip, h);

@@ -190,6 +190,21 @@ static float *conv_workspace(size_t floats) {
     return p;
 }
 
+/* A second grow-only buffer of the calling thread: the flipped weights of
+ * the implicit input gradient. */
+static _Thread_local float *wsb_buf;
+static _Thread_local size_t wsb_cap; /* floats */
+
+static float *conv_workspace_b(size_t floats) {
+    if (floats <= wsb_cap) return wsb_buf;
+    float *p = duet_alloc(floats * sizeof(float));
+    if (!p) return NULL;
+    duet_free(wsb_buf);
+    wsb_buf = p;
+    wsb_cap = floats;
+    return p;
+}
+
 /* images per chunk: about 4M floats of taps */
 static int64_t conv_chunk(int64_t N, int64_t OHW, int64_t CKK) {
     int64_t nb = (int64_t)(4 << 20) / DUET_MAX(OHW * CKK, 1);
@@ -302,7 +317,7 @@ static int conv2d_dinp_implicit(float *dinp, const float *dout, const float *wei
                                 int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K,
                                 int64_t pad) {
     const int64_t KK = K * K, OH = conv_out_size(H, K, 1, pad), OW = conv_out_size(W, K, 1, pad);
-    float *wt = duet_alloc(sizeof(float) * (size_t)(OC * C * KK));
+    float *wt = conv_workspace_b((size_t)(OC * C * KK));
     if (!wt) return -1;
     for (int64_t c = 0; c < C; c++)
         for (int64_t o = 0; o < OC; o++) {
@@ -312,7 +327,6 @@ static int conv2d_dinp_implicit(float *dinp, const float *dout, const float *wei
         }
     int rc = duet_conv_igemm_forward(dinp, dout, wt, NULL, NULL, 1.0f, N, OC, OH, OW, C, K,
                                      K - 1 - pad);
-    duet_free(wt);
     return rc;
 }
 
