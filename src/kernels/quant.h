@@ -112,8 +112,16 @@ typedef float (*duet_qdot_fn)(int64_t n, const void *w, const void *x);
 typedef void (*duet_qgemm8_fn)(int64_t np, const uint8_t *w, const float *dw, const uint8_t *x,
                                const float *dx, const float *xo, float *y, int64_t ldy);
 
+/* Q4_0 x Q8_0 with the activation side prepared once per matvec (quant.c):
+ * xd[b] = block b's scale as a float, xs[b] = 8 * xd[b] * sum of its codes
+ * (the -8 offset of the weight codes), so a row costs one integer dot per
+ * block. Same integer block sums as dot[Q4_0]; the float rounding differs. */
+typedef float (*duet_qdot_q4_0_prep_fn)(int64_t n, const void *w, const void *x, const float *xd,
+                                         const float *xs);
+
 typedef struct duet_quant_kernels {
     const char *isa;
+    duet_qdot_q4_0_prep_fn q4_0_prep; /* NULL: the matvec uses dot[Q4_0] */
     duet_qgemm8_fn gemm8; /* NULL: the prompt path dequantizes to f32 for duet_sgemm */
     duet_qdot_fn dot[DUET_QTYPE_COUNT]; /* indexed by duet_qtype; NULL = ask fallback */
     const struct duet_quant_kernels *fallback; /* for NULL entries; NULL = scalar */
