@@ -7,7 +7,7 @@ mults 1,2,2, two ResBlocks per level, attention at level 2 (8x8), 4 heads,
 that phase's peak:
   --phase train   forward, MSE, backward, grad clip 1.0, AdamW, EMA on a
                   batch of noised random images; images/s over --steps timed
-                  steps after one warm-up step;
+                  steps after two warm-up steps;
   --phase sample  --n images, DDIM (eta 0) with --sample-steps steps and
                   classifier-free guidance 3 (conditional and unconditional
                   halves as one batch), chunks of at most 64, under
@@ -56,7 +56,7 @@ def train(a):
     opt = torch.optim.AdamW(m.parameters(), lr=2e-4, weight_decay=0.0)
     abar = cosine_abar(1000).float()
     B, timed = a.batch, 0.0
-    for k in range(a.steps + 1):
+    for k in range(a.steps + 2):  # two warm-up steps, as bench_unet.c
         t0 = time.perf_counter()
         x0 = torch.rand(B, 3, 32, 32) * 2 - 1
         eps = torch.randn_like(x0)
@@ -72,7 +72,7 @@ def train(a):
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), m.parameters()):
                 pe.mul_(0.999).add_(p, alpha=0.001)
-        if k:
+        if k >= 2:
             timed += time.perf_counter() - t0
     return a.steps * B / timed
 

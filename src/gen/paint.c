@@ -43,6 +43,32 @@ static duet_status denoise(void *vctx, const float *xt, int t, float *eps) {
     return DUET_OK;
 }
 
+/* Scratch for a B-image forward: measured on a one-image forward (the
+ * arena use is linear in the batch), with a margin. A graph whose first
+ * block is big enough never grows, so no step re-faults a merged block. */
+static size_t graph_bytes(duet_unet *u, int64_t B, int64_t per) {
+    const size_t guess = (size_t)B * (size_t)per * 4 * 64;
+    const duet_unet_config *uc = duet_unet_get_config(u);
+    duet_graph *g = duet_graph_new((size_t)per * 4 * 256);
+    float *x = duet_alloc(sizeof(float) * (size_t)per);
+    size_t bytes = guess;
+    if (g && x) {
+        memset(x, 0, sizeof(float) * (size_t)per);
+        float t = 0.0f;
+        int32_t lab = uc->num_classes;
+        duet_graph_set_training(g, 0);
+        duet_tensor *xi = duet_graph_input(g, x, DUET_DTYPE_F32, 4,
+                                           (int64_t[]){1, uc->in_channels, uc->image_size, uc->image_size});
+        duet_tensor *ti = duet_graph_input(g, &t, DUET_DTYPE_F32, 1, (int64_t[]){1});
+        duet_tensor *li = uc->num_classes ? duet_graph_input(g, &lab, DUET_DTYPE_I32, 1, (int64_t[]){1}) : NULL;
+        if (duet_unet_forward(u, g, xi, ti, li, NULL))
+            bytes = duet_graph_peak_bytes(g) * (size_t)B + ((size_t)B << 14) + ((size_t)16 << 20);
+    }
+    duet_free(x);
+    duet_graph_free(g);
+    return bytes;
+}
+
 duet_status duet_unet_sample(duet_unet *u, const int32_t *labels, int64_t n,
                              const duet_diffusion_params *p, float cfg, float *out,
                              duet_trajectory_fn traj, void *traj_ctx) {
@@ -67,7 +93,7 @@ duet_status duet_unet_sample(duet_unet *u, const int32_t *labels, int64_t n,
     c.tbuf = duet_alloc(sizeof(float) * (size_t)B);
     c.lab = duet_alloc(sizeof(int32_t) * (size_t)B);
     float *scratch = duet_alloc(sizeof(float) * (size_t)duet_diffusion_scratch_floats(n * c.per));
-    c.g = duet_graph_new((size_t)B * (size_t)c.per * 4 * 64);
+    c.g = duet_graph_new(graph_bytes(u, B, c.per));
     if (!c.xin || !c.tbuf || !c.lab || !scratch || !c.g) st = DUET_ERR_NOMEM;
     if (st == DUET_OK) {
         duet_graph_set_training(c.g, 0);
