@@ -17,6 +17,11 @@
  * Attn(x): tokens = gn(x) as [N, HW, C]; softmax(q k^T / sqrt(hs)) v per head;
  *          x + o(...) back in [N, C, H, W].
  *
+ * The ResBlock runs as fused ops (src/nn/unet_fused.c): silu(gn1(x)),
+ * conv1 with the timestep projection added as a per-image channel bias, and
+ * dropout(silu(gn2(h))) with the dropout mask regenerated in the backward
+ * instead of stored — the same function, fewer passes and tensors.
+ *
  * Parameters live in one block (data) and one block (grads), named views
  * point into them (llm.c's fill_in_parameter_sizes idea, built in two passes).
  *

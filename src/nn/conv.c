@@ -12,6 +12,13 @@
  * A 1x1 convolution with stride 1 and no padding needs no im2col: the image
  * itself is the column matrix.
  *
+ * Stride 1 with the AVX-512 kernel set takes the implicit-GEMM path
+ * (src/kernels/conv_avx512.c): no column matrix at all, the GEMM panels are
+ * packed straight from the image and the output written in place; the input
+ * gradient is then the convolution of dout with the flipped, transposed
+ * weights (padding K-1-pad). The im2col code below serves strided
+ * convolutions and the other kernel sets.
+ *
  * Threads: the GEMMs are threaded; im2col and col2im split over input
  * channels, so every output element has one writer and a fixed summation
  * order — the results do not depend on the thread count.
