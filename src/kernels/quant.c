@@ -324,14 +324,34 @@ duet_status duet_dequantize_row(duet_qtype t, const void *src, float *y, int64_t
  * / -lo for Q4_0/Q5_0 (so it lands exactly on the lowest level, as in ggml),
  * amax / 127 for Q8_0; d is rounded outwards to f16 and each value rounded
  * to the nearest level with the stored d. */
+/* The activation quantizers (Q8_0, Q8_K) run once per matmul on every
+ * activation row: a prompt's took 7% of a 1.1B pp128 through libm's fmaxf
+ * and lrintf. Same results without calls: the max as a comparison (a NaN
+ * never wins, as with fmaxf(amax, NaN)), and round-to-nearest-even of a
+ * value clamped to [-127, 127] by adding and subtracting 1.5 * 2^23 (exact
+ * for |v| < 2^22, the default rounding mode lrintf uses too). */
+static inline float amax_of(const float *x, int n) {
+    float amax = 0.0f;
+    for (int j = 0; j < n; j++) {
+        const float a = fabsf(x[j]);
+        amax = a > amax ? a : amax;
+    }
+    return amax;
+}
+
+static inline int8_t rne127(float v) {
+    v = v > -127.0f ? v : -127.0f; /* also NaN -> -127, as nint_clamp */
+    v = v < 127.0f ? v : 127.0f;
+    return (int8_t)(int)((v + 12582912.0f) - 12582912.0f);
+}
+
 static void quant_q8_0(const float *x, uint8_t *b, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK, b += Q8_0_BYTES) {
-        float amax = 0.0f;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float amax = amax_of(x, QK);
         uint16_t h = f16_up(amax / 127.0f);
         float d = duet_f16_to_f32_1(h), id = d > 0.0f ? 1.0f / d : 0.0f;
         q_put_u16(b, h);
-        for (int j = 0; j < QK; j++) b[2 + j] = (uint8_t)(int8_t)nint_clamp(x[j] * id, -127, 127);
+        for (int j = 0; j < QK; j++) b[2 + j] = (uint8_t)rne127(x[j] * id);
     }
 }
 
@@ -558,12 +578,11 @@ static void quant_q6_k(const float *x, uint8_t *b, int64_t nb) {
  * [-127, 127], bsums[g] = sum of the 16 values of group g. */
 static void quant_q8_k(const float *x, uint8_t *b, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += QK_K, b += Q8_K_BYTES) {
-        float amax = 0.0f;
-        for (int j = 0; j < QK_K; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float amax = amax_of(x, QK_K);
         const float iscale = amax > 0.0f ? 127.0f / amax : 0.0f;
         q_put_f32(b, amax > 0.0f ? 1.0f / iscale : 0.0f);
         int8_t *qs = (int8_t *)(b + Q8_K_QS);
-        for (int j = 0; j < QK_K; j++) qs[j] = (int8_t)nint_clamp(iscale * x[j], -127, 127);
+        for (int j = 0; j < QK_K; j++) qs[j] = rne127(iscale * x[j]);
         for (int g = 0; g < 16; g++) {
             int s = 0;
             for (int l = 0; l < 16; l++) s += qs[16 * g + l];
