@@ -138,9 +138,9 @@ static void test_rng(void) {
     duet_set_threads(nt);
     T_CHECK(memcmp(a, b, sizeof(float) * n) == 0, "normal draws identical across threads and splits");
     double m = 0, v = 0;
-    for (int64_t i = 0; i < n; i++) m += a[i];
+    for (int64_t i = 0; i < n; i++) m += (double)a[i];
     m /= n;
-    for (int64_t i = 0; i < n; i++) v += (a[i] - m) * (a[i] - m);
+    for (int64_t i = 0; i < n; i++) v += ((double)a[i] - m) * ((double)a[i] - m);
     v /= n;
     T_CHECK(fabs(m) < 0.01 && fabs(v - 1) < 0.02, "normal moments mean %.4f var %.4f", m, v);
     duet_rng_init(&r, 7);
