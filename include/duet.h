@@ -440,6 +440,8 @@ typedef enum duet_op {
     DUET_OP_CONCAT,
     DUET_OP_TRANSPOSE,
     DUET_OP_RESHAPE,
+    DUET_OP_GROUPNORM_SILU,   /* silu(groupnorm(x)), optionally then dropout (UNet) */
+    DUET_OP_CONV2D_CHANBIAS,  /* conv2d plus a per-image channel bias (UNet) */
     DUET_OP_COUNT
 } duet_op;
 

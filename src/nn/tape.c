@@ -36,6 +36,7 @@ static const char *const op_names[DUET_OP_COUNT] = {
     [DUET_OP_TIMESTEP_EMB] = "timestep_embedding", [DUET_OP_MSE] = "mse",
     [DUET_OP_CONCAT] = "concat",      [DUET_OP_TRANSPOSE] = "transpose",
     [DUET_OP_RESHAPE] = "reshape",
+    [DUET_OP_GROUPNORM_SILU] = "groupnorm_silu", [DUET_OP_CONV2D_CHANBIAS] = "conv2d_chanbias",
 };
 
 const char *duet_op_name(duet_op op) {

@@ -329,7 +329,7 @@ duet_tensor *duet_nn_groupnorm_silu_dropout(duet_graph *g, duet_tensor *x, duet_
     duet_groupnorm_silu_forward(nn_f32(out), mean, rstd, nn_f32(x), w ? nn_f32(w) : NULL,
                                 b ? nn_f32(b) : NULL, N, C, HW, groups, eps, p, seed, offset);
     if (p > 0.0f) rng->offset += (uint64_t)(N * C * HW);
-    duet_record *r = duet_graph_record(g, DUET_OP_GROUPNORM, groupnorm_silu_tape_backward, out, x,
+    duet_record *r = duet_graph_record(g, DUET_OP_GROUPNORM_SILU, groupnorm_silu_tape_backward, out, x,
                                        w, b, NULL);
     if (r) {
         r->saved[0] = mean;
@@ -395,7 +395,7 @@ duet_tensor *duet_nn_conv2d_chanbias(duet_graph *g, duet_tensor *x, duet_tensor 
         duet_add_channel_forward(o, o, nn_f32(cb), N, OC, OH * OW);
     }
     duet_record *r =
-        duet_graph_record(g, DUET_OP_CONV2D, conv2d_chanbias_tape_backward, out, x, w, b, cb);
+        duet_graph_record(g, DUET_OP_CONV2D_CHANBIAS, conv2d_chanbias_tape_backward, out, x, w, b, cb);
     if (r) {
         int64_t ia[8] = {N, C, H, W, OC, K, stride, pad};
         memcpy(r->iarg, ia, sizeof ia);
