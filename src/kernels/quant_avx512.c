@@ -54,6 +54,15 @@ static inline __m256i hsum8x8(const __m256i p[8]) {
                             _mm256_permute2x128_si256(u0, u1, 0x31));
 }
 
+/* The 32 codes of a Q4_0 block's 16 bytes at p, one per byte (low nibbles
+ * first, as the block stores elements 0-15 then 16-31). */
+static inline __m256i nib32(const uint8_t *p) {
+    const __m128i b = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_and_si256(_mm256_set1_epi8(0x0F),
+                            _mm256_inserti128_si256(_mm256_castsi128_si256(b),
+                                                    _mm_srli_epi16(b, 4), 1));
+}
+
 /* ======================================================================== */
 /* float weights (no integer core: compiled once)                            */
 /* ======================================================================== */
@@ -218,17 +227,14 @@ QFN float SFX(dot_q8_0)(int64_t n, const void *vw, const void *vx) {
 QFN float SFX(dot_q4_0)(int64_t n, const void *vw, const void *vx) {
     const uint8_t *w = vw, *x = vx;
     const int64_t nb = n / QK;
-    const __m256i zero = _mm256_setzero_si256(), m4 = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+    const __m256i zero = _mm256_setzero_si256(), eight = _mm256_set1_epi8(8);
     __m256 acc = _mm256_setzero_ps();
     int64_t i = 0;
-#define NIB(p) _mm256_and_si256(m4, _mm256_inserti128_si256(                                  \
-        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p))),                         \
-        _mm_srli_epi16(_mm_loadu_si128((const __m128i *)(p)), 4), 1))
     for (; i + 8 <= nb; i += 8, w += 8 * Q4_0_BYTES, x += 8 * Q8_0_BYTES) {
         __m256i p[8];
         for (int j = 0; j < 8; j++) {
             const __m256i qx = _mm256_loadu_si256((const __m256i *)(x + j * Q8_0_BYTES + 2));
-            p[j] = _mm256_sub_epi32(DPB256(zero, NIB(w + j * Q4_0_BYTES + 2), qx), DPB256(zero, eight, qx));
+            p[j] = _mm256_sub_epi32(DPB256(zero, nib32(w + j * Q4_0_BYTES + 2), qx), DPB256(zero, eight, qx));
         }
         const __m256 d = _mm256_mul_ps(scales8(w, Q4_0_BYTES), scales8(x, Q8_0_BYTES));
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(hsum8x8(p)), acc);
@@ -236,10 +242,9 @@ QFN float SFX(dot_q4_0)(int64_t n, const void *vw, const void *vx) {
     __m256 acc1 = _mm256_setzero_ps();
     for (; i < nb; i++, w += Q4_0_BYTES, x += Q8_0_BYTES) {
         const __m256i qx = _mm256_loadu_si256((const __m256i *)(x + 2));
-        const __m256i p = _mm256_sub_epi32(DPB256(zero, NIB(w + 2), qx), DPB256(zero, eight, qx));
+        const __m256i p = _mm256_sub_epi32(DPB256(zero, nib32(w + 2), qx), DPB256(zero, eight, qx));
         acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16s(w) * f16s(x)), _mm256_cvtepi32_ps(p), acc1);
     }
-#undef NIB
     acc = _mm256_add_ps(acc, acc1);
     __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     r = _mm_add_ps(r, _mm_movehl_ps(r, r));
@@ -252,12 +257,9 @@ QFN float SFX(dot_q4_0_prep)(int64_t n, const void *vw, const void *vx, const fl
                              const float *xs) {
     const uint8_t *w = vw, *x = vx;
     const int64_t nb = n / QK;
-    const __m256i zero = _mm256_setzero_si256(), m4 = _mm256_set1_epi8(0x0F);
+    const __m256i zero = _mm256_setzero_si256();
     __m256 acc = _mm256_setzero_ps(), acc2 = acc;
     int64_t i = 0;
-#define NIB(p) _mm256_and_si256(m4, _mm256_inserti128_si256(                                  \
-        _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(p))),                         \
-        _mm_srli_epi16(_mm_loadu_si128((const __m128i *)(p)), 4), 1))
     for (; i + 8 <= nb; i += 8, w += 8 * Q4_0_BYTES, x += 8 * Q8_0_BYTES) {
         __m256i p[8];
         /* the weights stream from DRAM: ask ~2 KB ahead (the hardware
@@ -266,7 +268,7 @@ QFN float SFX(dot_q4_0_prep)(int64_t n, const void *vw, const void *vx, const fl
         _mm_prefetch((const char *)w + 2048 + 64, _MM_HINT_T0);
         _mm_prefetch((const char *)w + 2048 + 128, _MM_HINT_T0);
         for (int j = 0; j < 8; j++)
-            p[j] = DPB256(zero, NIB(w + j * Q4_0_BYTES + 2),
+            p[j] = DPB256(zero, nib32(w + j * Q4_0_BYTES + 2),
                           _mm256_loadu_si256((const __m256i *)(x + j * Q8_0_BYTES + 2)));
         const __m256 dw = scales8(w, Q4_0_BYTES);
         acc = _mm256_fmadd_ps(dw, _mm256_mul_ps(_mm256_loadu_ps(xd + i), _mm256_cvtepi32_ps(hsum8x8(p))), acc);
@@ -274,12 +276,11 @@ QFN float SFX(dot_q4_0_prep)(int64_t n, const void *vw, const void *vx, const fl
     }
     __m256 acc1 = _mm256_setzero_ps();
     for (; i < nb; i++, w += Q4_0_BYTES, x += Q8_0_BYTES) {
-        const __m256i p = DPB256(zero, NIB(w + 2), _mm256_loadu_si256((const __m256i *)(x + 2)));
+        const __m256i p = DPB256(zero, nib32(w + 2), _mm256_loadu_si256((const __m256i *)(x + 2)));
         const float dw = f16s(w);
         acc1 = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[i]), _mm256_cvtepi32_ps(p), acc1);
         acc2 = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_set1_ps(xs[i] * 0.125f), acc2);
     }
-#undef NIB
     acc = _mm256_sub_ps(_mm256_add_ps(acc, acc1), acc2);
     __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     r = _mm_add_ps(r, _mm_movehl_ps(r, r));
