@@ -928,28 +928,57 @@ static int int8_path(duet_qtype t, int64_t N) {
     return gemm_path(t, N) && (t == DUET_QTYPE_Q8_0 || t == DUET_QTYPE_Q4_0) && current()->gemm8;
 }
 
-/* Bytes: the Q8_0 activation rows, their packed copy (4-token groups, 192
- * bytes per pair and token) and each thread's packed rows (128 bytes per
- * pair and row), each part 64-aligned. */
+/* Bytes: the Q8_0 activation rows, their packed copy (Q8_GEMM_T-token
+ * groups) and each thread's packed rows, each part 64-aligned. */
 static int64_t int8_scratch(int64_t K, int64_t N) {
-    const int64_t nb = K / QK, np = (nb + 1) / 2, n4 = (N + 3) / 4;
-    return N * nb * Q8_0_BYTES + 64 + n4 * np * 4 * 192 + 64 +
-           (int64_t)duet_get_threads() * (I8_ROWS * np * 128 + 64) + 64;
+    const int64_t nb = K / QK, ng = (nb + 7) / 8, nt = (N + Q8_GEMM_T - 1) / Q8_GEMM_T;
+    return N * nb * Q8_0_BYTES + 64 + nt * ng * Q8_GEMM_XG + 64 +
+           (int64_t)duet_get_threads() * (I8_ROWS / Q8_GEMM_R * ng * Q8_GEMM_WG + 64) + 64;
 }
 
 static inline uint8_t *align64(void *p) { return (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 
+/* Packs tokens n0.. (up to Q8_GEMM_T; missing ones are zeros) of the Q8_0
+ * rows xq (xrb bytes each, nb blocks) into ng groups at out (layout: quant.h). */
+static void pack8_x(const uint8_t *xq, int64_t xrb, int64_t ntok, int64_t nb, int off,
+                    uint8_t *out) {
+    enum { T = Q8_GEMM_T };
+    const int64_t ng = (nb + 7) / 8;
+    for (int64_t g = 0; g < ng; g++, out += Q8_GEMM_XG) {
+        float *dx = (float *)(out + 8 * T * 32);
+        int32_t *xc = (int32_t *)(out + 8 * T * 32 + T * 32);
+        for (int t = 0; t < T; t++)
+            for (int l = 0; l < 8; l++) {
+                const int64_t b = 8 * g + l;
+                if (t < ntok && b < nb) {
+                    const uint8_t *blk = xq + t * xrb + b * Q8_0_BYTES;
+                    int sum = 0;
+                    for (int j = 0; j < 32; j++) sum += (int8_t)blk[2 + j];
+                    for (int s = 0; s < 8; s++) memcpy(out + (s * T + t) * 32 + 4 * l, blk + 2 + 4 * s, 4);
+                    dx[8 * t + l] = q_f16(blk);
+                    xc[8 * t + l] = -off * sum;
+                } else {
+                    for (int s = 0; s < 8; s++) memset(out + (s * T + t) * 32 + 4 * l, 0, 4);
+                    dx[8 * t + l] = 0.0f;
+                    xc[8 * t + l] = 0;
+                }
+            }
+    }
+}
+
 /* Y = X W^T for Q8_0 / Q4_0 weights with the activations quantized to Q8_0
- * (as the dots do): the 4 x 4 integer tiles of the kernel set's gemm8 over
+ * (as the dots do): the integer tiles of the kernel set's gemm8 over
  * weights and activations repacked into its layout (quant.h). Threads take
- * 32-row chunks (dynamic): a chunk is packed once and meets every 4-token
+ * 32-row chunks (dynamic): a chunk is packed once and meets every token
  * group while it sits in L2. Results do not depend on the thread count. */
 static duet_status matmul_int8(duet_qtype t, const uint8_t *W, int64_t M, int64_t K,
                                const float *X, int64_t N, float *Y, void *scratch) {
+    enum { R = Q8_GEMM_R, T = Q8_GEMM_T };
     const duet_qgemm8_fn gemm8 = current()->gemm8;
-    const int64_t nb = K / QK, np = (nb + 1) / 2, n4 = (N + 3) / 4;
+    const duet_qpack8_fn pack = current()->gemm8_pack;
+    const int64_t nb = K / QK, ng = (nb + 7) / 8, ntg = (N + T - 1) / T;
     const int64_t wrb = duet_qtype_row_bytes(t, K);
-    const float off = t == DUET_QTYPE_Q8_0 ? 128.0f : 8.0f;
+    const int off = t == DUET_QTYPE_Q8_0 ? 128 : 8;
     void *owned = NULL;
     if (!scratch) {
         scratch = owned = duet_alloc((size_t)int8_scratch(K, N));
@@ -958,94 +987,40 @@ static duet_status matmul_int8(duet_qtype t, const uint8_t *W, int64_t M, int64_
                                           (long long)int8_scratch(K, N));
     }
     uint8_t *xq = align64(scratch);
-    uint8_t *xp = align64(xq + N * nb * Q8_0_BYTES); /* [n4][np][4]: 64 B codes, 16 dx, 16 xo */
-    uint8_t *wpk = align64(xp + n4 * np * 4 * 192);
-    const int64_t xrb = nb * Q8_0_BYTES, wpk_bytes = I8_ROWS * np * 128 + 64;
+    uint8_t *xp = align64(xq + N * nb * Q8_0_BYTES);
+    uint8_t *wpk = align64(xp + ntg * ng * Q8_GEMM_XG);
+    const int64_t xrb = nb * Q8_0_BYTES, tile_bytes = ng * Q8_GEMM_WG;
+    const int64_t wpk_bytes = I8_ROWS / R * tile_bytes + 64;
     const int64_t nchunks = (M + I8_ROWS - 1) / I8_ROWS;
     const int nt = (int)DUET_MAX(1, DUET_MIN((int64_t)duet_get_threads(), nchunks));
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
 #pragma omp for schedule(static)
         for (int64_t n = 0; n < N; n++) duet_quantize_row(DUET_QTYPE_Q8_0, X + n * K, xq + n * xrb, K);
-        /* token groups: codes [g][p][tt] 64 bytes, then dx and xo as 16 floats each */
 #pragma omp for schedule(static)
-        for (int64_t g = 0; g < n4; g++) {
-            uint8_t *gx = xp + g * np * 4 * 192;
-            for (int64_t p = 0; p < np; p++)
-                for (int tt = 0; tt < 4; tt++) {
-                    uint8_t *c = gx + p * 4 * 64 + tt * 64;
-                    float *dx = (float *)(gx + np * 4 * 64) + (p * 4 + tt) * 16;
-                    float *xo = (float *)(gx + np * 4 * 128) + (p * 4 + tt) * 16;
-                    const int64_t n = 4 * g + tt;
-                    for (int h = 0; h < 2; h++) {
-                        const int64_t b = 2 * p + h;
-                        float d = 0, o = 0;
-                        if (n < N && b < nb) {
-                            const uint8_t *blk = xq + n * xrb + b * Q8_0_BYTES;
-                            memcpy(c + 32 * h, blk + 2, 32);
-                            int sum = 0;
-                            for (int j = 0; j < 32; j++) sum += (int8_t)blk[2 + j];
-                            d = q_f16(blk);
-                            o = off * d * (float)sum * 0.125f; /* per lane: 8 lanes a block */
-                        } else {
-                            memset(c + 32 * h, 0, 32);
-                        }
-                        for (int j = 0; j < 8; j++) dx[8 * h + j] = d, xo[8 * h + j] = o;
-                    }
-                }
-        }
+        for (int64_t g = 0; g < ntg; g++)
+            pack8_x(xq + T * g * xrb, xrb, DUET_MIN(T, N - T * g), nb, off, xp + g * ng * Q8_GEMM_XG);
         uint8_t *wp = wpk + (int64_t)omp_get_thread_num() * wpk_bytes;
-        float *wd = (float *)(wp + I8_ROWS * np * 64);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t c = 0; c < nchunks; c++) {
             const int64_t r0 = c * I8_ROWS, rows = DUET_MIN(I8_ROWS, M - r0);
-            const int64_t ng = (rows + 3) / 4;
-            /* pack: tile q (4 rows) at [q][p][r] 64 B codes, [q][p][r] 16 scales */
-            for (int64_t q = 0; q < ng; q++)
-                for (int r = 0; r < 4; r++) {
-                    const int64_t row = r0 + 4 * q + r;
-                    for (int64_t p = 0; p < np; p++) {
-                        uint8_t *cw = wp + (q * np + p) * 256 + 64 * r;
-                        float *dw = wd + ((q * np + p) * 4 + r) * 16;
-                        for (int h = 0; h < 2; h++) {
-                            const int64_t b = 2 * p + h;
-                            float d = 0;
-                            if (row < r0 + rows && b < nb) {
-                                if (t == DUET_QTYPE_Q8_0) {
-                                    const uint8_t *blk = W + row * wrb + b * Q8_0_BYTES;
-                                    for (int j = 0; j < 32; j++) cw[32 * h + j] = blk[2 + j] ^ 0x80;
-                                    d = q_f16(blk);
-                                } else {
-                                    const uint8_t *blk = W + row * wrb + b * Q4_0_BYTES;
-                                    for (int j = 0; j < 16; j++) {
-                                        cw[32 * h + j] = blk[2 + j] & 0xF;
-                                        cw[32 * h + 16 + j] = blk[2 + j] >> 4;
-                                    }
-                                    d = q_f16(blk);
-                                }
-                            } else {
-                                memset(cw + 32 * h, 0, 32);
-                            }
-                            for (int j = 0; j < 8; j++) dw[8 * h + j] = d;
-                        }
-                    }
-                }
-            for (int64_t g = 0; g < n4; g++) {
-                const uint8_t *gx = xp + g * np * 4 * 192;
-                const float *dx = (const float *)(gx + np * 4 * 64), *xo = (const float *)(gx + np * 4 * 128);
-                const int full_t = 4 * g + 4 <= N;
-                for (int64_t q = 0; q < ng; q++) {
-                    const int64_t row = r0 + 4 * q;
-                    const uint8_t *cw = wp + q * np * 256;
-                    const float *dw = wd + q * np * 64;
-                    if (full_t && 4 * q + 4 <= rows) {
-                        gemm8(np, cw, dw, gx, dx, xo, Y + 4 * g * M + row, M);
+            const int64_t nq = (rows + R - 1) / R;
+            for (int64_t q = 0; q < nq; q++)
+                pack(t, W + (r0 + R * q) * wrb, wrb, (int)DUET_MIN(R, rows - R * q), nb, wp + q * tile_bytes);
+            for (int64_t q = 0; q < nq; q++) {
+                const int64_t row = r0 + R * q;
+                const uint8_t *cw = wp + q * tile_bytes;
+                const int full_r = R * q + R <= rows;
+                for (int64_t g = 0; g < ntg; g++) {
+                    const uint8_t *gx = xp + g * ng * Q8_GEMM_XG;
+                    if (full_r && T * g + T <= N) {
+                        gemm8(ng, cw, gx, Y + T * g * M + row, M);
                     } else {
-                        float tmp[16];
-                        gemm8(np, cw, dw, gx, dx, xo, tmp, 4);
-                        for (int tt = 0; tt < 4 && 4 * g + tt < N; tt++)
-                            for (int r = 0; r < 4 && 4 * q + r < rows; r++)
-                                Y[(4 * g + tt) * M + row + r] = tmp[tt * 4 + r];
+                        float tmp[T * R];
+                        gemm8(ng, cw, gx, tmp, R);
+                        for (int tt = 0; tt < T && T * g + tt < N; tt++)
+                            for (int r = 0; r < R && R * q + r < rows; r++)
+                                Y[(T * g + tt) * M + row + r] = tmp[tt * R + r];
                     }
                 }
             }

@@ -97,20 +97,35 @@ static inline void q_k_scales(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
 /* sum over n elements of w (type t) times x (type duet_qtype_dot_type(t)). */
 typedef float (*duet_qdot_fn)(int64_t n, const void *w, const void *x);
 
-/* The integer GEMM tile of the prompt path (quant.c, matmul_int8): 4
- * weight rows x 4 activation rows over np pairs of 32-blocks, packed per
- * pair p as 64-byte vectors (two blocks) in the order [p][4]:
- *   w:  the weight codes as u8 (Q8_0: q + 128; Q4_0: the nibble q), row r
- *       at w + (4p + r) * 64; dw: 16 floats, each block's weight scale in
- *       its 8 lanes (lanes 0-7 block 2p, 8-15 block 2p + 1);
- *   x:  the Q8_0 activation codes (s8, never -128); dx: the activation
- *       scales, lanes as dw; xo: off * dx * sum(block's codes) / 8 (each
- *       of the block's 8 lanes takes an eighth), off = 128 (Q8_0) or 8
- *       (Q4_0), the codes' offset.
- * y[t * ldy + r] = sum over blocks of dw * (dx * dot(u8 w, x) - xo), which
- * is the Q8_0 x Q8_0 / Q4_0 x Q8_0 dot with the same integer block sums. */
-typedef void (*duet_qgemm8_fn)(int64_t np, const uint8_t *w, const float *dw, const uint8_t *x,
-                               const float *dx, const float *xo, float *y, int64_t ldy);
+/* The integer GEMM tile of the prompt path (quant.c, matmul_int8):
+ * Q8_GEMM_R weight rows x Q8_GEMM_T activation rows (tokens) over ng groups
+ * of 8 consecutive 32-blocks. In a group, i32 lane l of every 256-bit
+ * vector belongs to block l, and step s (0..7) holds that block's codes
+ * 4s..4s+3 — the 8 blocks transposed as an 8 x 8 matrix of 4-byte words —
+ * so 8 vpdpbusd leave each lane with its block's whole integer dot and the
+ * float scales are applied once per block, not once per instruction.
+ * Packed group g (blocks past the matrix's end are zero codes with zero
+ * scales):
+ *   weights (Q8_GEMM_WG bytes a group): 8 steps x Q8_GEMM_R rows x 32 code
+ *     bytes, u8 (Q8_0: q + 128; Q4_0: the nibble q, elements 0-15 from the
+ *     low nibbles), then Q8_GEMM_R x 8 float scales (lane l: block l);
+ *   activations (Q8_GEMM_XG bytes a group): 8 steps x Q8_GEMM_T tokens x 32
+ *     Q8_0 codes (s8), then Q8_GEMM_T x 8 float scales dx, then Q8_GEMM_T x
+ *     8 i32 offset terms xc = -off * (sum of the block's codes), off = 128
+ *     (Q8_0) or 8 (Q4_0), the weight codes' offset: a lane's integer sum
+ *     starts at xc, so after the 8 steps it is exactly the signed dot.
+ * y[t * ldy + r] = sum over blocks of dw * (dx * dot) in float. */
+#define Q8_GEMM_R 4
+#define Q8_GEMM_T 3
+#define Q8_GEMM_WG (8 * Q8_GEMM_R * 32 + Q8_GEMM_R * 8 * 4)
+#define Q8_GEMM_XG (8 * Q8_GEMM_T * 32 + Q8_GEMM_T * 8 * 4 * 2)
+typedef void (*duet_qgemm8_fn)(int64_t ng, const uint8_t *w, const uint8_t *x, float *y,
+                               int64_t ldy);
+/* Packs rows (1..Q8_GEMM_R; missing rows are zeros) of Q8_0 or Q4_0 weights,
+ * row r at W + r * wrb, nb blocks each, into ng = ceil(nb / 8) groups at
+ * out (layout above). */
+typedef void (*duet_qpack8_fn)(duet_qtype t, const uint8_t *W, int64_t wrb, int rows, int64_t nb,
+                               uint8_t *out);
 
 /* Q4_0 x Q8_0 with the activation side prepared once per matvec (quant.c):
  * xd[b] = block b's scale as a float, xs[b] = 8 * xd[b] * sum of its codes
@@ -123,6 +138,7 @@ typedef struct duet_quant_kernels {
     const char *isa;
     duet_qdot_q4_0_prep_fn q4_0_prep; /* NULL: the matvec uses dot[Q4_0] */
     duet_qgemm8_fn gemm8; /* NULL: the prompt path dequantizes to f32 for duet_sgemm */
+    duet_qpack8_fn gemm8_pack; /* the weight packing for gemm8 */
     duet_qdot_fn dot[DUET_QTYPE_COUNT]; /* indexed by duet_qtype; NULL = ask fallback */
     const struct duet_quant_kernels *fallback; /* for NULL entries; NULL = scalar */
 } duet_quant_kernels;

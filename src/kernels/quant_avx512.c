@@ -173,7 +173,8 @@ const duet_quant_kernels duet_quant_kernels_avx512 = {
 const duet_quant_kernels duet_quant_kernels_avx512_vnni = {
     .isa = "avx512-vnni",
     .q4_0_prep = dot_q4_0_prep_vnni,
-    .gemm8 = gemm8_4x4_vnni,
+    .gemm8 = gemm8_tile_vnni,
+    .gemm8_pack = gemm8_pack_vnni,
     .dot = {
         [DUET_QTYPE_F32] = dot_f32_avx512,   [DUET_QTYPE_F16] = dot_f16_avx512,
         [DUET_QTYPE_BF16] = dot_bf16_avx512, [DUET_QTYPE_Q8_0] = dot_q8_0_vnni,
@@ -375,36 +376,113 @@ QFN float SFX(dot_q6_k)(int64_t n, const void *vw, const void *vx) {
 }
 
 #if QUANT_AVX512_PASS == 2
-/* The prompt path's 4 x 4 integer tile (layout: duet_qgemm8_fn in quant.h).
- * Per pair of blocks and (row, token): one vpdpbusd on 512 bits (u8 weight
- * codes x s8 activations; 32 x 255 x 127 never overflows), the i32 sums to
- * float, times dx less xo, accumulated times dw: 4 operations per 64
- * multiply-adds, the weight and scale vectors of 4 rows held in registers
- * while 4 tokens pass. VNNI only: vpmaddubsw would saturate u8 x s8 pairs. */
-QFN void SFX(gemm8_4x4)(int64_t np, const uint8_t *w, const float *dw, const uint8_t *x,
-                        const float *dx, const float *xo, float *y, int64_t ldy) {
-    __m512 acc[4][4];
-    for (int r = 0; r < 4; r++)
-        for (int t = 0; t < 4; t++) acc[r][t] = _mm512_setzero_ps();
-    const __m512i zero = _mm512_setzero_si512();
-    for (int64_t p = 0; p < np; p++, w += 256, dw += 64, x += 256, dx += 64, xo += 64) {
-        __m512i wv[4];
-        __m512 dv[4];
-        for (int r = 0; r < 4; r++) {
-            wv[r] = _mm512_loadu_si512((const void *)(w + 64 * r));
-            dv[r] = _mm512_loadu_ps(dw + 16 * r);
+/* The prompt path's integer tile (layout: duet_qgemm8_fn in quant.h), 4
+ * rows x 3 tokens in registers: 12 i32 block sums, 12 float accumulators,
+ * 4 weight vectors and one activation vector (29 of the 32 ymm). Per group
+ * of 8 blocks and (row, token): 8 vpdpbusd, then one convert, one multiply
+ * by dx and one fmadd with dw — 3 float operations per 256 multiply-adds
+ * (the 4 x 4 tile of 512-bit pairs needed 3 per 64). 256-bit vectors: on
+ * Zen 4 a 512-bit operation is two of these, and groups of 8 blocks pad
+ * less than 16 (K = 768 is 24 blocks). VNNI only: vpmaddubsw would saturate
+ * u8 x s8 pairs. */
+QFN void SFX(gemm8_tile)(int64_t ng, const uint8_t *w, const uint8_t *x, float *y, int64_t ldy) {
+    enum { R = Q8_GEMM_R, T = Q8_GEMM_T };
+    __m256 acc[R][T];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < ng; g++, w += Q8_GEMM_WG, x += Q8_GEMM_XG) {
+        const float *dw = (const float *)(w + 8 * R * 32);
+        const float *dx = (const float *)(x + 8 * T * 32);
+        const int32_t *xc = (const int32_t *)(x + 8 * T * 32 + T * 32);
+        __m256i isum[R][T];
+        for (int t = 0; t < T; t++) {
+            const __m256i c = _mm256_loadu_si256((const __m256i *)(xc + 8 * t));
+            for (int r = 0; r < R; r++) isum[r][t] = c;
         }
-        for (int t = 0; t < 4; t++) {
-            const __m512i xv = _mm512_loadu_si512((const void *)(x + 64 * t));
-            const __m512 dxv = _mm512_loadu_ps(dx + 16 * t), xov = _mm512_loadu_ps(xo + 16 * t);
-            for (int r = 0; r < 4; r++) {
-                const __m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(DPB(zero, wv[r], xv)), dxv, xov);
-                acc[r][t] = _mm512_fmadd_ps(f, dv[r], acc[r][t]);
+        for (int s = 0; s < 8; s++) {
+            __m256i wv[R];
+            for (int r = 0; r < R; r++) wv[r] = _mm256_loadu_si256((const __m256i *)(w + (s * R + r) * 32));
+            for (int t = 0; t < T; t++) {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + (s * T + t) * 32));
+                for (int r = 0; r < R; r++) isum[r][t] = DPB256(isum[r][t], wv[r], xv);
             }
         }
+        for (int t = 0; t < T; t++) {
+            const __m256 dxv = _mm256_loadu_ps(dx + 8 * t);
+            for (int r = 0; r < R; r++)
+                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(isum[r][t]), dxv),
+                                            _mm256_loadu_ps(dw + 8 * r), acc[r][t]);
+        }
     }
-    for (int t = 0; t < 4; t++)
-        for (int r = 0; r < 4; r++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+    /* per token: the 8 lanes of the 4 rows' accumulators summed into 4
+     * contiguous floats */
+    for (int t = 0; t < T; t++) {
+        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0][t], acc[1][t]),
+                                        _mm256_hadd_ps(acc[2][t], acc[3][t]));
+        _mm_storeu_ps(y + t * ldy, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    }
+}
+
+/* The 8 x 8 matrix of 4-byte words in v[0..7] (v[l] = block l's 32 codes)
+ * transposed in place: v[s] = word s of blocks 0..7. */
+static inline void tr8x8(__m256i v[8]) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+    }
+    /* t[0] = [b0w0 b1w0 b0w1 b1w1 | b0w4 b1w4 b0w5 b1w5], t[1] words 2, 3 | 6, 7 */
+    for (int i = 0; i < 2; i++) {
+        const __m256i *q = t + 4 * i;
+        u[4 * i + 0] = _mm256_unpacklo_epi64(q[0], q[2]); /* blocks 4i..4i+3, words 0 | 4 */
+        u[4 * i + 1] = _mm256_unpackhi_epi64(q[0], q[2]); /* words 1 | 5 */
+        u[4 * i + 2] = _mm256_unpacklo_epi64(q[1], q[3]); /* words 2 | 6 */
+        u[4 * i + 3] = _mm256_unpackhi_epi64(q[1], q[3]); /* words 3 | 7 */
+    }
+    for (int j = 0; j < 4; j++) {
+        v[j] = _mm256_permute2x128_si256(u[j], u[4 + j], 0x20);
+        v[j + 4] = _mm256_permute2x128_si256(u[j], u[4 + j], 0x31);
+    }
+}
+
+/* duet_qpack8_fn: per row and group, the 8 blocks' codes as u8 (Q8_0 with
+ * the sign bit flipped: q + 128), transposed by tr8x8, and their scales. */
+QFN void SFX(gemm8_pack)(duet_qtype t, const uint8_t *W, int64_t wrb, int rows, int64_t nb,
+                         uint8_t *out) {
+    enum { R = Q8_GEMM_R };
+    const int64_t ng = (nb + 7) / 8;
+    const int q8 = t == DUET_QTYPE_Q8_0;
+    const int64_t bb = q8 ? Q8_0_BYTES : Q4_0_BYTES;
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    for (int64_t g = 0; g < ng; g++, out += Q8_GEMM_WG) {
+        float *dw = (float *)(out + 8 * R * 32);
+        const int64_t nbk = nb - 8 * g < 8 ? nb - 8 * g : 8;
+        for (int r = 0; r < R; r++) {
+            __m256i v[8];
+            if (r >= rows) {
+                for (int s = 0; s < 8; s++)
+                    _mm256_storeu_si256((__m256i *)(out + (s * R + r) * 32), _mm256_setzero_si256());
+                _mm256_storeu_ps(dw + 8 * r, _mm256_setzero_ps());
+                continue;
+            }
+            const uint8_t *b = W + r * wrb + 8 * g * bb;
+            if (nbk == 8) {
+                _mm256_storeu_ps(dw + 8 * r, scales8(b, (int)bb));
+            } else {
+                for (int l = 0; l < 8; l++) dw[8 * r + l] = l < nbk ? f16s(b + l * bb) : 0.0f;
+            }
+            for (int l = 0; l < 8; l++) {
+                if (l >= nbk)
+                    v[l] = _mm256_setzero_si256();
+                else if (q8)
+                    v[l] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b + l * bb + 2)), flip);
+                else
+                    v[l] = nib32(b + l * bb + 2);
+            }
+            tr8x8(v);
+            for (int s = 0; s < 8; s++) _mm256_storeu_si256((__m256i *)(out + (s * R + r) * 32), v[s]);
+        }
+    }
 }
 #endif
 
