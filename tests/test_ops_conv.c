@@ -54,6 +54,12 @@ static void reference(const shape_t *s, const float *x, const float *w, const fl
                 }
 }
 
+static double rms_d(const double *a, int64_t n) {
+    double q = 0.0;
+    for (int64_t i = 0; i < n; i++) q += a[i] * a[i];
+    return sqrt(q / (double)(n ? n : 1));
+}
+
 static void run_case(const shape_t *s) {
     const int64_t N = s->N, C = s->C, H = s->H, W = s->W, OC = s->OC, K = s->K;
     const int64_t OH = (H + 2 * s->pad - K) / s->stride + 1, OW = (W + 2 * s->pad - K) / s->stride + 1;
@@ -86,15 +92,20 @@ static void run_case(const shape_t *s) {
                           (long long)K, (long long)s->stride, (long long)s->pad, tag, nt, q), what)
             /* sums of up to C*K*K (forward, dx) or N*OH*OW (dw, db) fp32
              * products against double: relative error grows like sqrt(terms) */
-            t_close_d(NAME("out"), out, out_ref, no, 1e-5, 2e-5);
-            t_close_d(NAME("dx"), dx, dx_ref, nx, 1e-5, 2e-5);
+            /* 3x3, stride 1, pad 1 under AVX-512 is Winograd F(4x4, 3x3), which
+             * rounds more: within 1e-4 x RMS of the output (measured up to
+             * ~4e-5; see tests/test_conv_winograd.c) */
+            const int wg = K == 3 && s->stride == 1 && s->pad == 1 && ii == 2;
+            const double ao = wg ? 1e-4 * rms_d(out_ref, no) : 2e-5, ax = wg ? 1e-4 * rms_d(dx_ref, nx) : 2e-5;
+            t_close_d(NAME("out"), out, out_ref, no, 1e-5, ao);
+            t_close_d(NAME("dx"), dx, dx_ref, nx, 1e-5, ax);
             t_close_d(NAME("dw"), dw, dw_ref, nw, 1e-5, 1e-4);
             t_close_d(NAME("db"), db, db_ref, OC, 1e-5, 1e-4);
             if (nt == 1) {
                 /* += rule: a second backward adds the same again */
                 duet_conv2d_backward(dx, dw, NULL, r, x, w, scratch, N, C, H, W, OC, K, s->stride, s->pad);
                 for (int64_t i = 0; i < nx; i++) two[i] = 2.0 * dx_ref[i];
-                t_close_d(NAME("dx accumulates"), dx, two, nx, 1e-5, 4e-5);
+                t_close_d(NAME("dx accumulates"), dx, two, nx, 1e-5, 2 * ax);
                 for (int64_t i = 0; i < nw; i++) two[i] = 2.0 * dw_ref[i];
                 t_close_d(NAME("dw accumulates"), dw, two, nw, 1e-5, 2e-4);
                 /* and again for the next thread count's comparison */

@@ -30,6 +30,18 @@ int duet_conv_igemm_forward(float *out, const float *inp, const float *weight, c
 int duet_conv_igemm_dweight(float *dweight, const float *dout, const float *inp, int64_t N,
                             int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K, int64_t pad);
 
+/* Winograd F(4x4, 3x3) (conv_winograd.c): the forward's contract for K == 3
+ * and pad == 1 only, AVX-512 only, and unless turned off; 0 done, -1 not
+ * applicable (nothing written then). */
+int duet_conv_winograd_forward(float *out, const float *inp, const float *weight,
+                               const float *bias, const float *cbias, float beta, int64_t N,
+                               int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K,
+                               int64_t pad);
+/* 1 on, 0 off, -1 back to the environment's choice (DUET_CONV_WINOGRAD=0
+ * turns it off; on by default). For tests and benchmarks. */
+void duet_conv_winograd_enable(int on);
+int duet_conv_winograd_enabled(void);
+
 #if defined(__x86_64__)
 int duet_conv_igemm_forward_avx512(float *out, const float *inp, const float *weight,
                                    const float *bias, const float *cbias, float beta, int64_t N,

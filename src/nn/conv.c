@@ -23,7 +23,11 @@
  * channels, so every output element has one writer and a fixed summation
  * order — the results do not depend on the thread count.
  *
- * What it is not: a direct or Winograd convolution, or grouped/dilated ones.
+ * 3x3 convolutions with stride 1 and padding 1 (forward and input gradient)
+ * first try Winograd F(4x4, 3x3) (src/kernels/conv_winograd.c; off with
+ * DUET_CONV_WINOGRAD=0).
+ *
+ * What it is not: a direct convolution, or grouped/dilated ones.
  */
 #include "nn/nn.h"
 #include "kernels/conv_gemm.h"
@@ -292,7 +296,8 @@ void duet_conv2d_forward(float *out, const float *inp, const float *weight, cons
     DUET_ASSERT(OH >= 1 && OW >= 1);
     const int64_t CKK = C * K * K, OHW = OH * OW;
     if (stride == 1 &&
-        duet_conv_igemm_forward(out, inp, weight, bias, NULL, 0.0f, N, C, H, W, OC, K, pad) == 0)
+        (duet_conv_winograd_forward(out, inp, weight, bias, NULL, 0.0f, N, C, H, W, OC, K, pad) == 0 ||
+         duet_conv_igemm_forward(out, inp, weight, bias, NULL, 0.0f, N, C, H, W, OC, K, pad) == 0))
         return;
     const int64_t nb = conv_chunk(N, OHW, CKK);
     float *A = conv_workspace((size_t)(nb * OHW * (CKK + OC)));
@@ -332,9 +337,11 @@ static int conv2d_dinp_implicit(float *dinp, const float *dout, const float *wei
             float *dst = wt + (c * OC + o) * KK;
             for (int64_t k = 0; k < KK; k++) dst[k] = src[KK - 1 - k];
         }
-    int rc = duet_conv_igemm_forward(dinp, dout, wt, NULL, NULL, 1.0f, N, OC, OH, OW, C, K,
-                                     K - 1 - pad);
-    return rc;
+    if (duet_conv_winograd_forward(dinp, dout, wt, NULL, NULL, 1.0f, N, OC, OH, OW, C, K,
+                                   K - 1 - pad) == 0)
+        return 0;
+    return duet_conv_igemm_forward(dinp, dout, wt, NULL, NULL, 1.0f, N, OC, OH, OW, C, K,
+                                   K - 1 - pad);
 }
 
 void duet_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout,

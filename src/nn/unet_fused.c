@@ -388,8 +388,11 @@ duet_tensor *duet_nn_conv2d_chanbias(duet_graph *g, duet_tensor *x, duet_tensor 
     float *scratch = duet_graph_alloc(g, sizeof(float) * (size_t)ns + 4);
     if (!out || !scratch) return NULL;
     float *o = nn_f32(out);
-    if (stride != 1 || duet_conv_igemm_forward(o, nn_f32(x), nn_f32(w), b ? nn_f32(b) : NULL,
-                                               nn_f32(cb), 0.0f, N, C, H, W, OC, K, pad) != 0) {
+    if (stride != 1 ||
+        (duet_conv_winograd_forward(o, nn_f32(x), nn_f32(w), b ? nn_f32(b) : NULL, nn_f32(cb),
+                                    0.0f, N, C, H, W, OC, K, pad) != 0 &&
+         duet_conv_igemm_forward(o, nn_f32(x), nn_f32(w), b ? nn_f32(b) : NULL, nn_f32(cb), 0.0f,
+                                 N, C, H, W, OC, K, pad) != 0)) {
         duet_conv2d_forward(o, nn_f32(x), nn_f32(w), b ? nn_f32(b) : NULL, scratch, N, C, H, W,
                             OC, K, stride, pad);
         duet_add_channel_forward(o, o, nn_f32(cb), N, OC, OH * OW);

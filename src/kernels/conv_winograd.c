@@ -1,0 +1,343 @@
+/*
+ * conv_winograd.c — Winograd F(4x4, 3x3) convolution for 3x3 kernels with
+ * stride 1 and padding 1 (the UNet's convolutions and their input
+ * gradients), on the AVX-512 SGEMM microkernel. See conv_gemm.h for the
+ * contract; the caller falls back to the implicit GEMM when this returns -1.
+ *
+ * The output is cut into 4x4 tiles; a tile reads the 6x6 input patch around
+ * it (rows 4ty-1 .. 4ty+4, the padding read as 0). With the transforms of
+ * F(4x4, 3x3) (interpolation points 0, 1, -1, 2, -2, inf):
+ *   U[xi][o][c] = (G g[o][c] G^T)[xi]          weights, once per call
+ *   V[xi][c][t] = (B^T d[c][t] B)[xi]          per tile t and channel c
+ *   M[xi][o][t] = sum_c U[xi][o][c] V[xi][c][t]  36 GEMMs [OC x C] x [C x tiles]
+ *   out tile    = A^T M[.][o][t] A             (+ bias, channel bias, beta * out)
+ * so 36 multiplies per channel pair and tile instead of 144 (4x fewer).
+ *
+ * Tiles of all images are numbered (image, tile row, tile column) and cut
+ * into blocks of WG_TB; threads take whole blocks. Per block a thread
+ * transforms the input tiles 16 at a time (one AVX-512 lane per tile, the 36
+ * patch values gathered with masks that do the padding) straight into the
+ * microkernel's B-panel layout (panels of 32 tiles), runs the microkernel for
+ * the 36 GEMMs into M, and transforms M back, 16 tiles at a time, adding the
+ * biases (and the old output when beta is 1) and scattering the 4x4 results
+ * into [N, OC, H, W] under masks that drop the tile parts beyond the image.
+ * A tile's result depends only on its own data, computed in the same order
+ * whatever the thread count or block, so results do not depend on threads.
+ *
+ * Accuracy: F(4x4, 3x3) in fp32 errs by a few 1e-6 of the output's RMS
+ * (rms) and up to ~5e-5 of it (max) with 64..256 channels, against ~1e-6 /
+ * ~5e-6 for a direct fp32 sum; tests/test_conv_winograd.c has the bound.
+ * The weight transform is done in double.
+ *
+ * DUET_CONV_WINOGRAD=0 in the environment (or duet_conv_winograd_enable(0))
+ * turns this path off.
+ *
+ * What it is not: other kernel sizes, strides or paddings, the weight
+ * gradient (conv_avx512.c), or a path for CPUs without AVX-512.
+ */
+#include "core/internal.h"
+#include "kernels/conv_gemm.h"
+#include "kernels/gemm_blocked.h"
+#include "kernels/kernels.h"
+
+#include <omp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* -1: not read yet; 0 off; 1 on */
+static _Atomic int wg_enabled = -1;
+
+void duet_conv_winograd_enable(int on) {
+    if (on < 0) {
+        const char *e = getenv("DUET_CONV_WINOGRAD");
+        on = !(e && e[0] == '0' && e[1] == '\0');
+    }
+    atomic_store(&wg_enabled, on ? 1 : 0);
+}
+
+int duet_conv_winograd_enabled(void) {
+    if (atomic_load(&wg_enabled) < 0) duet_conv_winograd_enable(-1);
+    return atomic_load(&wg_enabled);
+}
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+
+#define WG_TB 64 /* tiles per block: two 32-column panels of the microkernel */
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* The buffers of a call (transformed weights, per-thread V and M), grown on
+ * demand and kept by the calling thread for its next call. */
+static _Thread_local float *wg_buf;
+static _Thread_local size_t wg_cap; /* floats */
+
+static float *wg_workspace(size_t floats) {
+    if (floats <= wg_cap) return wg_buf;
+    float *p = duet_alloc(floats * sizeof(float));
+    if (!p) return NULL;
+    duet_free(wg_buf);
+    wg_buf = p;
+    wg_cap = floats;
+    return p;
+}
+
+typedef struct {
+    const duet_gemm_arch *ar;
+    const float *inp, *U, *bias, *cbias;
+    float *out;
+    float beta;
+    int64_t N, C, H, W, OC, ntx, tpi, ntiles;
+} wg_job;
+
+/* Sixteen tiles, one per lane: where each reads and writes, and masks of the
+ * lanes whose patch row i / column j lies in the image (rin, cin) and whose
+ * output row r / column c does (rout, cout). Lanes past the last tile have
+ * all masks 0. */
+typedef struct {
+    __m512i ibase, obase, cbase;
+    __mmask16 rin[6], cin[6], rout[4], cout[4], any;
+} grp_t;
+
+static void grp_setup(const wg_job *J, grp_t *G, int64_t t0, int64_t cnt) {
+    int32_t ib[16], ob[16], cb[16];
+    unsigned rin[6] = {0}, cin[6] = {0}, rout[4] = {0}, cout[4] = {0}, any = 0;
+    const int64_t H = J->H, W = J->W;
+    for (int l = 0; l < 16; l++) {
+        ib[l] = ob[l] = cb[l] = 0;
+        if (l >= cnt) continue;
+        const int64_t t = t0 + l, n = t / J->tpi, r = t % J->tpi;
+        const int64_t y0 = 4 * (r / J->ntx), x0 = 4 * (r % J->ntx);
+        ib[l] = (int32_t)(n * J->C * H * W + (y0 - 1) * W + (x0 - 1));
+        ob[l] = (int32_t)(n * J->OC * H * W + y0 * W + x0);
+        cb[l] = (int32_t)(n * J->OC);
+        any |= 1u << l;
+        for (int i = 0; i < 6; i++) {
+            if (y0 - 1 + i >= 0 && y0 - 1 + i < H) rin[i] |= 1u << l;
+            if (x0 - 1 + i >= 0 && x0 - 1 + i < W) cin[i] |= 1u << l;
+        }
+        for (int i = 0; i < 4; i++) {
+            if (y0 + i < H) rout[i] |= 1u << l;
+            if (x0 + i < W) cout[i] |= 1u << l;
+        }
+    }
+    G->ibase = _mm512_loadu_si512(ib);
+    G->obase = _mm512_loadu_si512(ob);
+    G->cbase = _mm512_loadu_si512(cb);
+    for (int i = 0; i < 6; i++) G->rin[i] = (__mmask16)rin[i], G->cin[i] = (__mmask16)cin[i];
+    for (int i = 0; i < 4; i++) G->rout[i] = (__mmask16)rout[i], G->cout[i] = (__mmask16)cout[i];
+    G->any = (__mmask16)any;
+}
+
+/* y = B^T x for F(4x4, 3x3):
+ *   [4  0 -5  0 1 0]  [0 -4 -4  1 1 0]  [0 4 -4 -1 1 0]
+ *   [0 -2 -1  2 1 0]  [0  2 -1 -2 1 0]  [0 4  0 -5 0 1] */
+static inline __attribute__((always_inline)) void bt6(const __m512 x[6], __m512 y[6]) {
+    const __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f),
+                 two = _mm512_set1_ps(2.0f);
+    const __m512 a = _mm512_fnmadd_ps(four, x[2], x[4]); /* x4 - 4 x2 */
+    const __m512 b = _mm512_fnmadd_ps(four, x[1], x[3]); /* x3 - 4 x1 */
+    const __m512 c = _mm512_sub_ps(x[4], x[2]);
+    const __m512 d = _mm512_mul_ps(two, _mm512_sub_ps(x[3], x[1]));
+    y[0] = _mm512_fmadd_ps(four, x[0], _mm512_fnmadd_ps(five, x[2], x[4]));
+    y[1] = _mm512_add_ps(a, b);
+    y[2] = _mm512_sub_ps(a, b);
+    y[3] = _mm512_add_ps(c, d);
+    y[4] = _mm512_sub_ps(c, d);
+    y[5] = _mm512_fmadd_ps(four, x[1], _mm512_fnmadd_ps(five, x[3], x[5]));
+}
+
+/* y = A^T x: [1 1 1 1 1 0] [0 1 -1 2 -2 0] [0 1 1 4 4 0] [0 1 -1 8 -8 1] */
+static inline __attribute__((always_inline)) void at4(const __m512 x[6], __m512 y[4]) {
+    const __m512 s1 = _mm512_add_ps(x[1], x[2]), d1 = _mm512_sub_ps(x[1], x[2]);
+    const __m512 s2 = _mm512_add_ps(x[3], x[4]), d2 = _mm512_sub_ps(x[3], x[4]);
+    y[0] = _mm512_add_ps(_mm512_add_ps(x[0], s1), s2);
+    y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), d2, d1);
+    y[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), s2, s1);
+    y[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), d2, d1), x[5]);
+}
+
+/* V entries of 16 tiles, all channels: entry xi of channel c at
+ * V + xi * ldxi + c * 32 (the microkernel's B panel of 32 columns). */
+static void input_transform(const wg_job *J, const grp_t *G, float *V, int64_t ldxi) {
+    const int64_t HW = J->H * J->W;
+    const __m512 zero = _mm512_setzero_ps();
+    __m512i idx[6];
+    __mmask16 m[6][6];
+    for (int i = 0; i < 6; i++) {
+        idx[i] = _mm512_add_epi32(G->ibase, _mm512_set1_epi32((int32_t)(i * J->W)));
+        for (int j = 0; j < 6; j++) m[i][j] = G->rin[i] & G->cin[j];
+    }
+    const __m512i one = _mm512_set1_epi32(1);
+    for (int64_t c = 0; c < J->C; c++) {
+        const float *xc = J->inp + c * HW;
+        __m512 w[6][6];
+        for (int i = 0; i < 6; i++) {
+            __m512 d[6], r[6];
+            __m512i ix = idx[i];
+            for (int j = 0; j < 6; j++) {
+                d[j] = _mm512_mask_i32gather_ps(zero, m[i][j], ix, xc, 4);
+                ix = _mm512_add_epi32(ix, one);
+            }
+            bt6(d, r);
+            for (int k = 0; k < 6; k++) w[k][i] = r[k]; /* w[k][i] = (d B)[i][k] */
+        }
+        float *vc = V + c * 32;
+        for (int k = 0; k < 6; k++) {
+            __m512 v[6];
+            bt6(w[k], v); /* v[l] = (B^T d B)[l][k] */
+            for (int l = 0; l < 6; l++) _mm512_store_ps(vc + (l * 6 + k) * ldxi, v[l]);
+        }
+    }
+}
+
+/* out tiles of 16 tiles from M (entry xi of channel o at M + xi * ldxi + o * WG_TB). */
+static void output_transform(const wg_job *J, const grp_t *G, const float *M, int64_t ldxi) {
+    const int64_t HW = J->H * J->W, W = J->W;
+    __mmask16 m[4][4];
+    __m512i idx[4][4];
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) {
+            m[r][c] = G->rout[r] & G->cout[c];
+            idx[r][c] = _mm512_add_epi32(G->obase, _mm512_set1_epi32((int32_t)(r * W + c)));
+        }
+    for (int64_t o = 0; o < J->OC; o++) {
+        const float *mo = M + o * WG_TB;
+        __m512 t[4][6];
+        for (int i = 0; i < 6; i++) {
+            __m512 x[6], y[4];
+            for (int j = 0; j < 6; j++) x[j] = _mm512_load_ps(mo + (i * 6 + j) * ldxi);
+            at4(x, y);
+            for (int c = 0; c < 4; c++) t[c][i] = y[c]; /* t[c][i] = (M A)[i][c] */
+        }
+        __m512 b = _mm512_set1_ps(J->bias ? J->bias[o] : 0.0f);
+        if (J->cbias)
+            b = _mm512_add_ps(b, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), G->any,
+                                                          G->cbase, J->cbias + o, 4));
+        float *oo = J->out + o * HW;
+        for (int c = 0; c < 4; c++) {
+            __m512 y[4];
+            at4(t[c], y); /* y[r] = (A^T M A)[r][c] */
+            for (int r = 0; r < 4; r++) {
+                __m512 v = _mm512_add_ps(y[r], b);
+                if (J->beta != 0.0f)
+                    v = _mm512_add_ps(v, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m[r][c],
+                                                                   idx[r][c], oo, 4));
+                _mm512_mask_i32scatter_ps(oo, m[r][c], idx[r][c], v, 4);
+            }
+        }
+    }
+}
+
+/* One block: tiles [t0, t0 + cnt), cnt <= WG_TB. V: 36 x [C x WG_TB], M: 36 x [OC x WG_TB]. */
+static void wg_block(const wg_job *J, float *V, float *M, int64_t t0, int64_t cnt) {
+    const duet_gemm_arch *ar = J->ar;
+    const int64_t C = J->C, OC = J->OC, npan = cdiv(cnt, 32);
+    const int64_t ldv = C * WG_TB, ldm = OC * WG_TB;
+    grp_t G[WG_TB / 16];
+    for (int64_t g = 0; g < 2 * npan; g++) {
+        grp_setup(J, &G[g], t0 + 16 * g, cnt - 16 * g);
+        input_transform(J, &G[g], V + (g / 2) * C * 32 + (g % 2) * 16, ldv);
+    }
+    for (int64_t xi = 0; xi < 36; xi++) {
+        const float *Ux = J->U + xi * OC * C, *Vx = V + xi * ldv;
+        float *Mx = M + xi * ldm;
+        for (int64_t ir = 0; ir < OC; ir += ar->mr) {
+            const int64_t mw = DUET_MIN(ar->mr, OC - ir);
+            for (int64_t q = 0; q < npan; q++)
+                ar->ukr(C, Ux + ir * C, Vx + q * C * 32, Mx + ir * WG_TB + q * 32, WG_TB, mw, 32,
+                        1.0f, 0.0f);
+        }
+    }
+    for (int64_t g = 0; g < cdiv(cnt, 16); g++) output_transform(J, &G[g], M + g * 16, ldm);
+}
+
+/* U = G g G^T in double, stored as the microkernel's A panels: entry xi of
+ * (o, c) at U + xi*OC*C + ir*C + c*mw + (o - ir), ir = o's panel start. */
+static void weight_transform(float *U, const float *weight, int64_t OC, int64_t C, int64_t mr) {
+    static const double Gm[6][3] = {{0.25, 0.0, 0.0},
+                                    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                    {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                    {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                    {0.0, 0.0, 1.0}};
+#pragma omp parallel for schedule(static) if (duet_omp_enough(OC * C * 36))
+    for (int64_t o = 0; o < OC; o++) {
+        const int64_t ir = o / mr * mr, mw = DUET_MIN(mr, OC - ir);
+        for (int64_t c = 0; c < C; c++) {
+            const float *g = weight + (o * C + c) * 9;
+            double t[6][3];
+            for (int i = 0; i < 6; i++)
+                for (int j = 0; j < 3; j++)
+                    t[i][j] = Gm[i][0] * (double)g[j] + Gm[i][1] * (double)g[3 + j] +
+                              Gm[i][2] * (double)g[6 + j];
+            float *u = U + ir * C + c * mw + (o - ir);
+            for (int i = 0; i < 6; i++)
+                for (int j = 0; j < 6; j++)
+                    u[(i * 6 + j) * OC * C] =
+                        (float)(t[i][0] * Gm[j][0] + t[i][1] * Gm[j][1] + t[i][2] * Gm[j][2]);
+        }
+    }
+}
+
+static int wg_threads(double flops) {
+    int nt = omp_in_parallel() ? 1 : duet_get_threads();
+    if (flops < 4e6 * nt) nt = (int)(flops / 4e6);
+    return nt < 1 ? 1 : nt;
+}
+
+static int wg_forward_avx512(float *out, const float *inp, const float *weight, const float *bias,
+                             const float *cbias, float beta, int64_t N, int64_t C, int64_t H,
+                             int64_t W, int64_t OC) {
+    /* lane offsets are 32-bit */
+    if ((double)N * (double)DUET_MAX(C, OC) * (double)(H * W) >= 2147483647.0 - 8.0 * (double)W)
+        return -1;
+    wg_job J;
+    J.ar = duet_gemm_arch_avx512();
+    J.inp = inp, J.bias = bias, J.cbias = cbias, J.out = out, J.beta = beta;
+    J.N = N, J.C = C, J.H = H, J.W = W, J.OC = OC;
+    J.ntx = cdiv(W, 4);
+    J.tpi = cdiv(H, 4) * J.ntx;
+    J.ntiles = N * J.tpi;
+    const int64_t nblocks = cdiv(J.ntiles, WG_TB);
+    const int nt = (int)DUET_MIN(wg_threads(72.0 * (double)OC * (double)C * (double)J.ntiles),
+                                 nblocks);
+    const size_t u_floats = (size_t)(36 * OC * C + 15) & ~(size_t)15;
+    const size_t per = (size_t)(36 * (C + OC) * WG_TB);
+    float *buf = wg_workspace(u_floats + (size_t)nt * per);
+    if (!buf) return -1;
+    weight_transform(buf, weight, OC, C, J.ar->mr);
+    J.U = buf;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *V = buf + u_floats + (size_t)omp_get_thread_num() * per;
+        float *M = V + 36 * C * WG_TB;
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < nblocks; b++)
+            wg_block(&J, V, M, b * WG_TB, DUET_MIN(WG_TB, J.ntiles - b * WG_TB));
+    }
+    return 0;
+}
+
+#pragma GCC pop_options
+
+#endif
+
+int duet_conv_winograd_forward(float *out, const float *inp, const float *weight,
+                               const float *bias, const float *cbias, float beta, int64_t N,
+                               int64_t C, int64_t H, int64_t W, int64_t OC, int64_t K,
+                               int64_t pad) {
+    if (K != 3 || pad != 1 || N < 1 || C < 1 || OC < 1 || H < 1 || W < 1) return -1;
+    if (!duet_conv_winograd_enabled()) return -1;
+#if defined(__x86_64__)
+    if (duet_k.isa && strcmp(duet_k.isa, "avx512") == 0)
+        return wg_forward_avx512(out, inp, weight, bias, cbias, beta, N, C, H, W, OC);
+#endif
+    (void)out, (void)inp, (void)weight, (void)bias, (void)cbias, (void)beta;
+    return -1;
+}
