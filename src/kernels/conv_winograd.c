@@ -15,19 +15,21 @@
  *
  * Tiles of all images are numbered (image, tile row, tile column) and cut
  * into blocks of WG_TB; threads take whole blocks. Per block a thread
- * transforms the input tiles 16 at a time (one AVX-512 lane per tile, the 36
- * patch values gathered with masks that do the padding) straight into the
+ * transforms the input tiles 16 at a time (one AVX-512 lane per tile: patch
+ * rows loaded under masks that do the padding, then transposed in registers)
+ * straight into the
  * microkernel's B-panel layout (panels of 32 tiles), runs the microkernel for
  * the 36 GEMMs into M, and transforms M back, 16 tiles at a time, adding the
- * biases (and the old output when beta is 1) and scattering the 4x4 results
- * into [N, OC, H, W] under masks that drop the tile parts beyond the image.
+ * biases (and the old output when beta is 1), transposing back in registers
+ * and storing the 4x4 results into [N, OC, H, W] under masks that drop the
+ * tile parts beyond the image.
  * A tile's result depends only on its own data, computed in the same order
  * whatever the thread count or block, so results do not depend on threads.
  *
  * Accuracy: F(4x4, 3x3) in fp32 errs by a few 1e-6 of the output's RMS
  * (rms) and up to ~5e-5 of it (max) with 64..256 channels, against ~1e-6 /
  * ~5e-6 for a direct fp32 sum; tests/test_conv_winograd.c has the bound.
- * The weight transform is done in double.
+ * The weight transform scales once, after exact-but-for-rounding adds.
  *
  * DUET_CONV_WINOGRAD=0 in the environment (or duet_conv_winograd_enable(0))
  * turns this path off.
@@ -95,43 +97,53 @@ typedef struct {
     int64_t N, C, H, W, OC, ntx, tpi, ntiles;
 } wg_job;
 
-/* Sixteen tiles, one per lane: where each reads and writes, and masks of the
- * lanes whose patch row i / column j lies in the image (rin, cin) and whose
- * output row r / column c does (rout, cout). Lanes past the last tile have
- * all masks 0. */
+/* Sixteen tiles, one per lane: where each one's patch starts in its image
+ * plane (row 4ty-1, column 4tx-1, as an offset from the channel-0 plane of
+ * image 0) and its output tile (row 4ty, column 4tx); per patch row i the
+ * columns 0..5 that lie in the image (min), 0 for rows outside; per output
+ * row r the columns 0..3 inside (mout). Lanes past the last tile have all
+ * masks 0. */
 typedef struct {
-    __m512i ibase, obase, cbase;
-    __mmask16 rin[6], cin[6], rout[4], cout[4], any;
+    int64_t ioff[16], ooff[16];
+    __mmask16 min[6][16], mout[4][16];
+    __m512i cbase; /* n * OC per lane, for the channel bias */
+    __mmask16 any;
 } grp_t;
 
 static void grp_setup(const wg_job *J, grp_t *G, int64_t t0, int64_t cnt) {
-    int32_t ib[16], ob[16], cb[16];
-    unsigned rin[6] = {0}, cin[6] = {0}, rout[4] = {0}, cout[4] = {0}, any = 0;
+    int32_t cb[16];
+    unsigned any = 0;
     const int64_t H = J->H, W = J->W;
     for (int l = 0; l < 16; l++) {
-        ib[l] = ob[l] = cb[l] = 0;
+        G->ioff[l] = G->ooff[l] = 0;
+        cb[l] = 0;
+        for (int i = 0; i < 6; i++) G->min[i][l] = 0;
+        for (int i = 0; i < 4; i++) G->mout[i][l] = 0;
         if (l >= cnt) continue;
         const int64_t t = t0 + l, n = t / J->tpi, r = t % J->tpi;
         const int64_t y0 = 4 * (r / J->ntx), x0 = 4 * (r % J->ntx);
-        ib[l] = (int32_t)(n * J->C * H * W + (y0 - 1) * W + (x0 - 1));
-        ob[l] = (int32_t)(n * J->OC * H * W + y0 * W + x0);
+        G->ioff[l] = n * J->C * H * W + (y0 - 1) * W + (x0 - 1);
+        G->ooff[l] = n * J->OC * H * W + y0 * W + x0;
         cb[l] = (int32_t)(n * J->OC);
         any |= 1u << l;
-        for (int i = 0; i < 6; i++) {
-            if (y0 - 1 + i >= 0 && y0 - 1 + i < H) rin[i] |= 1u << l;
-            if (x0 - 1 + i >= 0 && x0 - 1 + i < W) cin[i] |= 1u << l;
-        }
-        for (int i = 0; i < 4; i++) {
-            if (y0 + i < H) rout[i] |= 1u << l;
-            if (x0 + i < W) cout[i] |= 1u << l;
-        }
+        unsigned ci = 0, co = 0;
+        for (int j = 0; j < 6; j++)
+            if (x0 - 1 + j >= 0 && x0 - 1 + j < W) ci |= 1u << j;
+        for (int j = 0; j < 4; j++)
+            if (x0 + j < W) co |= 1u << j;
+        for (int i = 0; i < 6; i++)
+            if (y0 - 1 + i >= 0 && y0 - 1 + i < H) G->min[i][l] = (__mmask16)ci;
+        for (int i = 0; i < 4; i++)
+            if (y0 + i < H) G->mout[i][l] = (__mmask16)co;
     }
-    G->ibase = _mm512_loadu_si512(ib);
-    G->obase = _mm512_loadu_si512(ob);
     G->cbase = _mm512_loadu_si512(cb);
-    for (int i = 0; i < 6; i++) G->rin[i] = (__mmask16)rin[i], G->cin[i] = (__mmask16)cin[i];
-    for (int i = 0; i < 4; i++) G->rout[i] = (__mmask16)rout[i], G->cout[i] = (__mmask16)cout[i];
     G->any = (__mmask16)any;
+}
+
+/* p + off floats, formed as an integer: the address may lie outside the
+ * array when every lane that uses it is masked off. */
+static inline __attribute__((always_inline)) const float *fptr(const float *p, int64_t off) {
+    return (const float *)((uintptr_t)p + (uintptr_t)(off * 4));
 }
 
 /* y = B^T x for F(4x4, 3x3):
@@ -163,29 +175,39 @@ static inline __attribute__((always_inline)) void at4(const __m512 x[6], __m512 
 }
 
 /* V entries of 16 tiles, all channels: entry xi of channel c at
- * V + xi * ldxi + c * 32 (the microkernel's B panel of 32 columns). */
-static void input_transform(const wg_job *J, const grp_t *G, float *V, int64_t ldxi) {
-    const int64_t HW = J->H * J->W;
-    const __m512 zero = _mm512_setzero_ps();
-    __m512i idx[6];
-    __mmask16 m[6][6];
-    for (int i = 0; i < 6; i++) {
-        idx[i] = _mm512_add_epi32(G->ibase, _mm512_set1_epi32((int32_t)(i * J->W)));
-        for (int j = 0; j < 6; j++) m[i][j] = G->rin[i] & G->cin[j];
-    }
-    const __m512i one = _mm512_set1_epi32(1);
+ * V + xi * ldxi + c * 32 (the microkernel's B panel of 32 columns).
+ * Patch row i of tiles p and p+8 is loaded into the two halves of one
+ * vector (masked loads: the mask does the padding), and an 8x8 transpose in
+ * each half turns the eight vectors into columns j, one tile per lane. */
+__attribute__((noinline)) static void input_transform(const wg_job *J, const grp_t *G, float *V,
+                                                      int64_t ldxi) {
+    const int64_t HW = J->H * J->W, W = J->W;
+    const __m512i lo = _mm512_set_epi32(27, 26, 25, 24, 11, 10, 9, 8, 19, 18, 17, 16, 3, 2, 1, 0);
+    const __m512i hi = _mm512_set_epi32(31, 30, 29, 28, 15, 14, 13, 12, 23, 22, 21, 20, 7, 6, 5, 4);
     for (int64_t c = 0; c < J->C; c++) {
         const float *xc = J->inp + c * HW;
         __m512 w[6][6];
         for (int i = 0; i < 6; i++) {
-            __m512 d[6], r[6];
-            __m512i ix = idx[i];
-            for (int j = 0; j < 6; j++) {
-                d[j] = _mm512_mask_i32gather_ps(zero, m[i][j], ix, xc, 4);
-                ix = _mm512_add_epi32(ix, one);
+            __m512 r[8], t[8], u[8], d[6], y[6];
+            for (int p = 0; p < 8; p++) {
+                r[p] = _mm512_maskz_loadu_ps(G->min[i][p], fptr(xc, G->ioff[p] + i * W));
+                r[p] = _mm512_mask_loadu_ps(r[p], (__mmask16)(G->min[i][p + 8] << 8),
+                                            fptr(xc, G->ioff[p + 8] + i * W - 8));
             }
-            bt6(d, r);
-            for (int k = 0; k < 6; k++) w[k][i] = r[k]; /* w[k][i] = (d B)[i][k] */
+            for (int p = 0; p < 8; p += 2) {
+                t[p] = _mm512_unpacklo_ps(r[p], r[p + 1]);
+                t[p + 1] = _mm512_unpackhi_ps(r[p], r[p + 1]);
+            }
+            for (int p = 0; p < 8; p += 4) {
+                u[p] = _mm512_shuffle_ps(t[p], t[p + 2], 0x44);
+                u[p + 1] = _mm512_shuffle_ps(t[p], t[p + 2], 0xee);
+                u[p + 2] = _mm512_shuffle_ps(t[p + 1], t[p + 3], 0x44);
+                u[p + 3] = _mm512_shuffle_ps(t[p + 1], t[p + 3], 0xee);
+            }
+            for (int j = 0; j < 4; j++) d[j] = _mm512_permutex2var_ps(u[j], lo, u[j + 4]);
+            for (int j = 4; j < 6; j++) d[j] = _mm512_permutex2var_ps(u[j - 4], hi, u[j]);
+            bt6(d, y);
+            for (int k = 0; k < 6; k++) w[k][i] = y[k]; /* w[k][i] = (d B)[i][k] */
         }
         float *vc = V + c * 32;
         for (int k = 0; k < 6; k++) {
@@ -196,16 +218,13 @@ static void input_transform(const wg_job *J, const grp_t *G, float *V, int64_t l
     }
 }
 
-/* out tiles of 16 tiles from M (entry xi of channel o at M + xi * ldxi + o * WG_TB). */
-static void output_transform(const wg_job *J, const grp_t *G, const float *M, int64_t ldxi) {
+/* out tiles of 16 tiles from M (entry xi of channel o at M + xi * ldxi + o * WG_TB).
+ * Output row r of the 16 tiles (four vectors, one tile per lane) is
+ * transposed 4x4 within each 128-bit lane, so that tile 4g+q's four values
+ * are lane g of vector q: one masked store each. */
+__attribute__((noinline)) static void output_transform(const wg_job *J, const grp_t *G,
+                                                       const float *M, int64_t ldxi) {
     const int64_t HW = J->H * J->W, W = J->W;
-    __mmask16 m[4][4];
-    __m512i idx[4][4];
-    for (int r = 0; r < 4; r++)
-        for (int c = 0; c < 4; c++) {
-            m[r][c] = G->rout[r] & G->cout[c];
-            idx[r][c] = _mm512_add_epi32(G->obase, _mm512_set1_epi32((int32_t)(r * W + c)));
-        }
     for (int64_t o = 0; o < J->OC; o++) {
         const float *mo = M + o * WG_TB;
         __m512 t[4][6];
@@ -220,15 +239,25 @@ static void output_transform(const wg_job *J, const grp_t *G, const float *M, in
             b = _mm512_add_ps(b, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), G->any,
                                                           G->cbase, J->cbias + o, 4));
         float *oo = J->out + o * HW;
+        __m512 Y[4][4]; /* Y[c][r] */
         for (int c = 0; c < 4; c++) {
-            __m512 y[4];
-            at4(t[c], y); /* y[r] = (A^T M A)[r][c] */
-            for (int r = 0; r < 4; r++) {
-                __m512 v = _mm512_add_ps(y[r], b);
-                if (J->beta != 0.0f)
-                    v = _mm512_add_ps(v, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m[r][c],
-                                                                   idx[r][c], oo, 4));
-                _mm512_mask_i32scatter_ps(oo, m[r][c], idx[r][c], v, 4);
+            at4(t[c], Y[c]); /* Y[c][r] = (A^T M A)[r][c] */
+            for (int r = 0; r < 4; r++) Y[c][r] = _mm512_add_ps(Y[c][r], b);
+        }
+        for (int r = 0; r < 4; r++) {
+            const __m512 a = _mm512_unpacklo_ps(Y[0][r], Y[1][r]);
+            const __m512 bb = _mm512_unpackhi_ps(Y[0][r], Y[1][r]);
+            const __m512 cc = _mm512_unpacklo_ps(Y[2][r], Y[3][r]);
+            const __m512 dd = _mm512_unpackhi_ps(Y[2][r], Y[3][r]);
+            const __m512 q[4] = {_mm512_shuffle_ps(a, cc, 0x44), _mm512_shuffle_ps(a, cc, 0xee),
+                                 _mm512_shuffle_ps(bb, dd, 0x44), _mm512_shuffle_ps(bb, dd, 0xee)};
+            for (int l = 0; l < 16; l++) {
+                const int g = l / 4;
+                const __mmask16 mk = (__mmask16)(G->mout[r][l] << (4 * g));
+                float *dst = (float *)fptr(oo, G->ooff[l] + r * W - 4 * g);
+                __m512 v = q[l % 4];
+                if (J->beta != 0.0f) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, dst));
+                _mm512_mask_storeu_ps(dst, mk, v);
             }
         }
     }
@@ -257,30 +286,51 @@ static void wg_block(const wg_job *J, float *V, float *M, int64_t t0, int64_t cn
     for (int64_t g = 0; g < cdiv(cnt, 16); g++) output_transform(J, &G[g], M + g * 16, ldm);
 }
 
-/* U = G g G^T in double, stored as the microkernel's A panels: entry xi of
- * (o, c) at U + xi*OC*C + ir*C + c*mw + (o - ir), ir = o's panel start. */
+/* U = G g G^T, stored as the microkernel's A panels: entry xi of (o, c) at
+ * U + xi*OC*C + ir*C + c*mw + (o - ir), ir = o's panel start, mw its rows.
+ * G = D G' with G' integer ([1 0 0] [1 1 1] [1 -1 1] [1 2 4] [1 -2 4]
+ * [0 0 1]) and D = diag(1/4, -1/6, -1/6, 1/24, 1/24, 1): G' g G'^T is
+ * formed with adds (exact but for rounding), then scaled by d_i d_j once.
+ * One lane per output channel of a panel, so the stores are contiguous. */
 static void weight_transform(float *U, const float *weight, int64_t OC, int64_t C, int64_t mr) {
-    static const double Gm[6][3] = {{0.25, 0.0, 0.0},
-                                    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
-                                    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
-                                    {1.0 / 24, 1.0 / 12, 1.0 / 6},
-                                    {1.0 / 24, -1.0 / 12, 1.0 / 6},
-                                    {0.0, 0.0, 1.0}};
+    static const double d[6] = {0.25, -1.0 / 6, -1.0 / 6, 1.0 / 24, 1.0 / 24, 1.0};
+    float dd[36];
+    for (int i = 0; i < 36; i++) dd[i] = (float)(d[i / 6] * d[i % 6]);
+    const int64_t npan = cdiv(OC, mr);
 #pragma omp parallel for schedule(static) if (duet_omp_enough(OC * C * 36))
-    for (int64_t o = 0; o < OC; o++) {
-        const int64_t ir = o / mr * mr, mw = DUET_MIN(mr, OC - ir);
+    for (int64_t p = 0; p < npan; p++) {
+        const int64_t ir = p * mr, mw = DUET_MIN(mr, OC - ir);
+        const __mmask16 mk = (__mmask16)((1u << mw) - 1u);
+        const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                               _mm512_set1_epi32((int32_t)(C * 9)));
         for (int64_t c = 0; c < C; c++) {
-            const float *g = weight + (o * C + c) * 9;
-            double t[6][3];
-            for (int i = 0; i < 6; i++)
-                for (int j = 0; j < 3; j++)
-                    t[i][j] = Gm[i][0] * (double)g[j] + Gm[i][1] * (double)g[3 + j] +
-                              Gm[i][2] * (double)g[6 + j];
-            float *u = U + ir * C + c * mw + (o - ir);
-            for (int i = 0; i < 6; i++)
+            const float *g0 = weight + (ir * C + c) * 9;
+            __m512 g[9], t[6][3];
+            for (int k = 0; k < 9; k++)
+                g[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, g0 + k, 4);
+            /* rows: t = G' g */
+            for (int j = 0; j < 3; j++) {
+                const __m512 a = g[j], b = g[3 + j], e = g[6 + j];
+                const __m512 ae = _mm512_add_ps(a, e);
+                t[0][j] = a;
+                t[1][j] = _mm512_add_ps(ae, b);
+                t[2][j] = _mm512_sub_ps(ae, b);
+                const __m512 a4 = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), e, a), b2 = _mm512_add_ps(b, b);
+                t[3][j] = _mm512_add_ps(a4, b2);
+                t[4][j] = _mm512_sub_ps(a4, b2);
+                t[5][j] = e;
+            }
+            float *u = U + ir * C + c * mw;
+            for (int i = 0; i < 6; i++) {
+                const __m512 a = t[i][0], b = t[i][1], e = t[i][2];
+                const __m512 ae = _mm512_add_ps(a, e);
+                const __m512 a4 = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), e, a), b2 = _mm512_add_ps(b, b);
+                const __m512 r[6] = {a, _mm512_add_ps(ae, b), _mm512_sub_ps(ae, b),
+                                     _mm512_add_ps(a4, b2), _mm512_sub_ps(a4, b2), e};
                 for (int j = 0; j < 6; j++)
-                    u[(i * 6 + j) * OC * C] =
-                        (float)(t[i][0] * Gm[j][0] + t[i][1] * Gm[j][1] + t[i][2] * Gm[j][2]);
+                    _mm512_mask_storeu_ps(u + (i * 6 + j) * OC * C, mk,
+                                          _mm512_mul_ps(_mm512_set1_ps(dd[i * 6 + j]), r[j]));
+            }
         }
     }
 }
