@@ -537,61 +537,157 @@ static void test_matmul(void) {
 
 /* Batches of >= 16 rows (the GEMM path): f32 activations times exactly
  * dequantized weights, so Y must match the double product of X and the
- * dequantized W (fp32 SGEMM accumulation over K = 512: relative to the sum
+ * dequantized W (fp32 SGEMM accumulation over K <= 512: relative to the sum
  * of |terms| ~1e-6; 1e-5 allows for the order), identical with 1 and 2
- * threads, with and without caller scratch; M = 600 spans several tiles. */
+ * threads, with and without caller scratch. Shapes: M = 601 spans several
+ * tiles and 32-row chunks; the others give partial row tiles (M not a
+ * multiple of 4 or 32), partial token tiles (N not a multiple of 3 or 4),
+ * and K whose block count is odd or not a multiple of 8 (the integer tile's
+ * groups of 8 blocks padded). */
 static void test_matmul_gemm(void) {
-    const int64_t M = 601, K = 512, N = 41; /* odd: partial 4 x 4 tiles */
-    float *X = malloc(N * K * sizeof(float)), *Wf = malloc(M * K * sizeof(float));
-    float *Xr = malloc(N * K * sizeof(float));
-    float *Y = malloc(N * M * sizeof(float)), *Y2 = malloc(N * M * sizeof(float));
-    float *Wd = malloc(M * K * sizeof(float));
-    uint8_t *W = malloc((size_t)M * K * 4);
-    signal(X, N * K, 0, 21);
-    signal(Wf, M * K, 0, 22);
+    static const struct { int64_t M, K, N; } shapes[] = {
+        {601, 512, 41}, {37, 416, 16}, {64, 288, 18}, {5, 32, 17}, {70, 768, 19},
+    };
     const int threads0 = duet_get_threads();
-    for (int ti = 0; ti < NW; ti++) {
-        const duet_qtype t = WEIGHTS[ti];
-        duet_quantize_row(t, Wf, W, M * K);
-        duet_dequantize_row(t, W, Wd, M * K);
-        duet_set_threads(1);
-        const int64_t sb = duet_quant_scratch_bytes(t, K, N);
-        void *scratch = malloc((size_t)(sb > 0 ? sb : 1));
-        duet_status st = duet_quant_matmul(t, W, M, K, X, N, Y, scratch);
-        free(scratch);
-        duet_set_threads(2);
-        duet_status st2 = duet_quant_matmul(t, W, M, K, X, N, Y2, NULL);
-        duet_set_threads(threads0);
-        T_CHECK(st == DUET_OK && st2 == DUET_OK && memcmp(Y, Y2, N * M * sizeof(float)) == 0,
-                "gemm path %s: identical with 1 and 2 threads", duet_qtype_name(t));
-        /* kernel sets with an integer tile (gemm8: AVX-512 VNNI) run Q8_0 / Q4_0
-         * batches on Q8_0 activations, as the dots do: then the reference
-         * multiplies the dequantized Q8_0 activations */
-        const int int8 = duet_k.quant && duet_k.quant->gemm8 &&
-                         (t == DUET_QTYPE_Q8_0 || t == DUET_QTYPE_Q4_0);
-        for (int64_t n = 0; n < N; n++) {
-            uint8_t xq[512 / 32 * Q8_0_BYTES];
-            if (int8) {
-                duet_quantize_row(DUET_QTYPE_Q8_0, X + n * K, xq, K);
-                duet_dequantize_row(DUET_QTYPE_Q8_0, xq, Xr + n * K, K);
-            } else {
-                memcpy(Xr + n * K, X + n * K, K * sizeof(float));
-            }
-        }
-        double worst = 0;
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t r = 0; r < M; r++) {
-                double e = 0, mag = 0;
-                for (int64_t k = 0; k < K; k++) {
-                    e += (double)Wd[r * K + k] * (double)Xr[n * K + k];
-                    mag += fabs((double)Wd[r * K + k] * (double)Xr[n * K + k]);
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        const int64_t M = shapes[si].M, K = shapes[si].K, N = shapes[si].N;
+        float *X = malloc(N * K * sizeof(float)), *Wf = malloc(M * K * sizeof(float));
+        float *Xr = malloc(N * K * sizeof(float));
+        float *Y = malloc(N * M * sizeof(float)), *Y2 = malloc(N * M * sizeof(float));
+        float *Wd = malloc(M * K * sizeof(float));
+        uint8_t *W = malloc((size_t)M * K * 4), *xq = malloc((size_t)K / 32 * Q8_0_BYTES);
+        signal(X, N * K, (int)si % 2, 21 + si);
+        signal(Wf, M * K, 0, 22 + si);
+        for (int ti = 0; ti < NW; ti++) {
+            const duet_qtype t = WEIGHTS[ti];
+            if (K % duet_qtype_block_size(t)) continue; /* K-quants: K = 256 k only */
+            duet_quantize_row(t, Wf, W, M * K);
+            duet_dequantize_row(t, W, Wd, M * K);
+            duet_set_threads(1);
+            const int64_t sb = duet_quant_scratch_bytes(t, K, N);
+            void *scratch = malloc((size_t)(sb > 0 ? sb : 1));
+            duet_status st = duet_quant_matmul(t, W, M, K, X, N, Y, scratch);
+            free(scratch);
+            duet_set_threads(2);
+            duet_status st2 = duet_quant_matmul(t, W, M, K, X, N, Y2, NULL);
+            duet_set_threads(threads0);
+            T_CHECK(st == DUET_OK && st2 == DUET_OK && memcmp(Y, Y2, N * M * sizeof(float)) == 0,
+                    "gemm path %s %lldx%lldx%lld: identical with 1 and 2 threads",
+                    duet_qtype_name(t), (long long)M, (long long)K, (long long)N);
+            /* kernel sets with an integer tile (gemm8: AVX-512 VNNI) run Q8_0 / Q4_0
+             * batches on Q8_0 activations, as the dots do: then the reference
+             * multiplies the dequantized Q8_0 activations */
+            const int int8 = duet_k.quant && duet_k.quant->gemm8 &&
+                             (t == DUET_QTYPE_Q8_0 || t == DUET_QTYPE_Q4_0);
+            for (int64_t n = 0; n < N; n++) {
+                if (int8) {
+                    duet_quantize_row(DUET_QTYPE_Q8_0, X + n * K, xq, K);
+                    duet_dequantize_row(DUET_QTYPE_Q8_0, xq, Xr + n * K, K);
+                } else {
+                    memcpy(Xr + n * K, X + n * K, K * sizeof(float));
                 }
-                worst = fmax(worst, fabs(e - (double)Y[n * M + r]) / (mag + 1e-30));
             }
-        T_CHECK(worst < 1e-5, "gemm path %s%s: Y = X . dequant(W)^T (worst %.2e)",
-                duet_qtype_name(t), int8 ? " (int8 tiles)" : "", worst);
+            double worst = 0;
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t r = 0; r < M; r++) {
+                    double e = 0, mag = 0;
+                    for (int64_t k = 0; k < K; k++) {
+                        e += (double)Wd[r * K + k] * (double)Xr[n * K + k];
+                        mag += fabs((double)Wd[r * K + k] * (double)Xr[n * K + k]);
+                    }
+                    worst = fmax(worst, fabs(e - (double)Y[n * M + r]) / (mag + 1e-30));
+                }
+            T_CHECK(worst < 1e-5, "gemm path %s%s %lldx%lldx%lld: Y = X . dequant(W)^T (worst %.2e)",
+                    duet_qtype_name(t), int8 ? " (int8 tiles)" : "", (long long)M, (long long)K,
+                    (long long)N, worst);
+        }
+        free(X), free(Xr), free(Wf), free(Y), free(Y2), free(Wd), free(W), free(xq);
     }
-    free(X), free(Xr), free(Wf), free(Y), free(Y2), free(Wd), free(W);
+}
+
+/* The integer tile's packing (quant.h, duet_qgemm8_fn), read back by its
+ * documented layout: gemm8_quant gives the bytes and scales of
+ * duet_quantize_row's Q8_0 (also for NaN, zero, huge and tiny blocks) and
+ * the offset terms -off * sum(codes); gemm8_pack the weight codes (+128 for
+ * Q8_0, the nibbles for Q4_0) and scales; padding is zero. 13 blocks: one
+ * full and one partial group of 8. */
+static void test_gemm8_layout(void) {
+    const duet_quant_kernels *k = duet_k.quant;
+    if (!k || !k->gemm8) {
+        printf("  (no integer tile on this CPU: layout test skipped)\n");
+        return;
+    }
+    enum { R = Q8_GEMM_R, T = Q8_GEMM_T, NB = 13, K = NB * 32, NG = 2 };
+    float *X = malloc(T * K * sizeof(float));
+    uint8_t *xq = malloc(NB * Q8_0_BYTES), *out = malloc(NG * Q8_GEMM_XG);
+    uint8_t *W = malloc(R * NB * Q8_0_BYTES), *wout = malloc(NG * Q8_GEMM_WG);
+    signal(X, T * K, 1, 31);
+    X[5] = NAN;                                              /* block 0 */
+    for (int j = 0; j < 32; j++) X[32 + j] = 0.0f;           /* block 1: d = 0 */
+    for (int j = 0; j < 32; j++) X[64 + j] *= 1e-7f;         /* block 2: subnormal f16 scale */
+    X[K + 100] = 1e30f;                                      /* token 1, block 3: capped scale */
+    X[K + 200] = -INFINITY;                                  /* token 1, block 6 */
+    for (int ntok = 1; ntok <= T; ntok++)
+        for (int off = 8; off <= 128; off += 120) {
+            memset(out, 0xAB, NG * Q8_GEMM_XG);
+            k->gemm8_quant(X, K, ntok, NB, off, out);
+            int ok = 1;
+            for (int t = 0; t < T; t++) {
+                if (t < ntok) duet_quantize_row(DUET_QTYPE_Q8_0, X + t * K, xq, K);
+                for (int b = 0; b < NG * 8; b++) {
+                    const uint8_t *grp = out + (b / 8) * Q8_GEMM_XG;
+                    const int l = b % 8, real = t < ntok && b < NB;
+                    float dx;
+                    int32_t xc;
+                    memcpy(&dx, grp + 8 * T * 32 + (8 * t + l) * 4, 4);
+                    memcpy(&xc, grp + 8 * T * 32 + T * 32 + (8 * t + l) * 4, 4);
+                    int sum = 0;
+                    for (int j = 0; j < 32; j++) {
+                        const uint8_t c = grp[((j / 4) * T + t) * 32 + 4 * l + j % 4];
+                        const uint8_t want = real ? xq[b * Q8_0_BYTES + 2 + j] : 0;
+                        ok &= c == want;
+                        sum += (int8_t)want;
+                    }
+                    const float dwant = real ? q_f16(xq + b * Q8_0_BYTES) : 0.0f;
+                    ok &= memcmp(&dx, &dwant, 4) == 0 && xc == -off * sum;
+                }
+            }
+            T_CHECK(ok, "gemm8_quant: %d token(s), off %d = duet_quantize_row's Q8_0, packed", ntok, off);
+        }
+    /* weights: 1..R rows of Q8_0 and Q4_0 */
+    const duet_qtype types[] = {DUET_QTYPE_Q8_0, DUET_QTYPE_Q4_0};
+    for (int ti = 0; ti < 2; ti++) {
+        const duet_qtype t = types[ti];
+        const int64_t wrb = duet_qtype_row_bytes(t, K);
+        for (int r = 0; r < R; r++) duet_quantize_row(t, X + (r % T) * K, W + r * wrb, K);
+        for (int rows = 1; rows <= R; rows++) {
+            memset(wout, 0xAB, NG * Q8_GEMM_WG);
+            k->gemm8_pack(t, W, wrb, rows, NB, wout);
+            int ok = 1;
+            for (int r = 0; r < R; r++) {
+                const uint8_t *blk0 = W + r * wrb;
+                for (int b = 0; b < NG * 8; b++) {
+                    const uint8_t *grp = wout + (b / 8) * Q8_GEMM_WG;
+                    const int l = b % 8, real = r < rows && b < NB;
+                    const uint8_t *blk = blk0 + b * duet_qtype_block_bytes(t);
+                    for (int j = 0; j < 32; j++) {
+                        const uint8_t c = grp[((j / 4) * R + r) * 32 + 4 * l + j % 4];
+                        uint8_t want = 0;
+                        if (real && t == DUET_QTYPE_Q8_0) want = (uint8_t)(blk[2 + j] + 128);
+                        if (real && t == DUET_QTYPE_Q4_0)
+                            want = (uint8_t)(j < 16 ? blk[2 + j] & 15 : blk[2 + j - 16] >> 4);
+                        ok &= c == want;
+                    }
+                    float d;
+                    memcpy(&d, grp + 8 * R * 32 + (8 * r + l) * 4, 4);
+                    const float dwant = real ? q_f16(blk) : 0.0f;
+                    ok &= memcmp(&d, &dwant, 4) == 0;
+                }
+            }
+            T_CHECK(ok, "gemm8_pack %s: %d row(s) in the documented layout", duet_qtype_name(t), rows);
+        }
+    }
+    free(X), free(xq), free(out), free(W), free(wout);
 }
 
 /* ======================================================================== */
@@ -656,6 +752,7 @@ int main(void) {
     test_matmul();
     duet_kernel_force(isa);
     test_matmul_gemm();
+    test_gemm8_layout();
     if (getenv("DUET_QUANT_BENCH")) bench_matvec();
     return t_done();
 }

@@ -928,43 +928,15 @@ static int int8_path(duet_qtype t, int64_t N) {
     return gemm_path(t, N) && (t == DUET_QTYPE_Q8_0 || t == DUET_QTYPE_Q4_0) && current()->gemm8;
 }
 
-/* Bytes: the Q8_0 activation rows, their packed copy (Q8_GEMM_T-token
- * groups) and each thread's packed rows, each part 64-aligned. */
+/* Bytes: the packed Q8_0 activations (Q8_GEMM_T-token groups) and each
+ * thread's packed rows, each part 64-aligned. */
 static int64_t int8_scratch(int64_t K, int64_t N) {
     const int64_t nb = K / QK, ng = (nb + 7) / 8, nt = (N + Q8_GEMM_T - 1) / Q8_GEMM_T;
-    return N * nb * Q8_0_BYTES + 64 + nt * ng * Q8_GEMM_XG + 64 +
+    return nt * ng * Q8_GEMM_XG + 64 +
            (int64_t)duet_get_threads() * (I8_ROWS / Q8_GEMM_R * ng * Q8_GEMM_WG + 64) + 64;
 }
 
 static inline uint8_t *align64(void *p) { return (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
-
-/* Packs tokens n0.. (up to Q8_GEMM_T; missing ones are zeros) of the Q8_0
- * rows xq (xrb bytes each, nb blocks) into ng groups at out (layout: quant.h). */
-static void pack8_x(const uint8_t *xq, int64_t xrb, int64_t ntok, int64_t nb, int off,
-                    uint8_t *out) {
-    enum { T = Q8_GEMM_T };
-    const int64_t ng = (nb + 7) / 8;
-    for (int64_t g = 0; g < ng; g++, out += Q8_GEMM_XG) {
-        float *dx = (float *)(out + 8 * T * 32);
-        int32_t *xc = (int32_t *)(out + 8 * T * 32 + T * 32);
-        for (int t = 0; t < T; t++)
-            for (int l = 0; l < 8; l++) {
-                const int64_t b = 8 * g + l;
-                if (t < ntok && b < nb) {
-                    const uint8_t *blk = xq + t * xrb + b * Q8_0_BYTES;
-                    int sum = 0;
-                    for (int j = 0; j < 32; j++) sum += (int8_t)blk[2 + j];
-                    for (int s = 0; s < 8; s++) memcpy(out + (s * T + t) * 32 + 4 * l, blk + 2 + 4 * s, 4);
-                    dx[8 * t + l] = q_f16(blk);
-                    xc[8 * t + l] = -off * sum;
-                } else {
-                    for (int s = 0; s < 8; s++) memset(out + (s * T + t) * 32 + 4 * l, 0, 4);
-                    dx[8 * t + l] = 0.0f;
-                    xc[8 * t + l] = 0;
-                }
-            }
-    }
-}
 
 /* Y = X W^T for Q8_0 / Q4_0 weights with the activations quantized to Q8_0
  * (as the dots do): the integer tiles of the kernel set's gemm8 over
@@ -976,6 +948,7 @@ static duet_status matmul_int8(duet_qtype t, const uint8_t *W, int64_t M, int64_
     enum { R = Q8_GEMM_R, T = Q8_GEMM_T };
     const duet_qgemm8_fn gemm8 = current()->gemm8;
     const duet_qpack8_fn pack = current()->gemm8_pack;
+    const duet_qquant8_fn quant = current()->gemm8_quant;
     const int64_t nb = K / QK, ng = (nb + 7) / 8, ntg = (N + T - 1) / T;
     const int64_t wrb = duet_qtype_row_bytes(t, K);
     const int off = t == DUET_QTYPE_Q8_0 ? 128 : 8;
@@ -986,20 +959,17 @@ static duet_status matmul_int8(duet_qtype t, const uint8_t *W, int64_t M, int64_
                                           "%lld bytes of packed operands",
                                           (long long)int8_scratch(K, N));
     }
-    uint8_t *xq = align64(scratch);
-    uint8_t *xp = align64(xq + N * nb * Q8_0_BYTES);
+    uint8_t *xp = align64(scratch);
     uint8_t *wpk = align64(xp + ntg * ng * Q8_GEMM_XG);
-    const int64_t xrb = nb * Q8_0_BYTES, tile_bytes = ng * Q8_GEMM_WG;
+    const int64_t tile_bytes = ng * Q8_GEMM_WG;
     const int64_t wpk_bytes = I8_ROWS / R * tile_bytes + 64;
     const int64_t nchunks = (M + I8_ROWS - 1) / I8_ROWS;
     const int nt = (int)DUET_MAX(1, DUET_MIN((int64_t)duet_get_threads(), nchunks));
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
 #pragma omp for schedule(static)
-        for (int64_t n = 0; n < N; n++) duet_quantize_row(DUET_QTYPE_Q8_0, X + n * K, xq + n * xrb, K);
-#pragma omp for schedule(static)
         for (int64_t g = 0; g < ntg; g++)
-            pack8_x(xq + T * g * xrb, xrb, DUET_MIN(T, N - T * g), nb, off, xp + g * ng * Q8_GEMM_XG);
+            quant(X + T * g * K, K, (int)DUET_MIN(T, N - T * g), nb, off, xp + g * ng * Q8_GEMM_XG);
         uint8_t *wp = wpk + (int64_t)omp_get_thread_num() * wpk_bytes;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t c = 0; c < nchunks; c++) {

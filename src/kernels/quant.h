@@ -121,6 +121,12 @@ typedef float (*duet_qdot_fn)(int64_t n, const void *w, const void *x);
 #define Q8_GEMM_XG (8 * Q8_GEMM_T * 32 + Q8_GEMM_T * 8 * 4 * 2)
 typedef void (*duet_qgemm8_fn)(int64_t ng, const uint8_t *w, const uint8_t *x, float *y,
                                int64_t ldy);
+/* Quantizes ntok (1..Q8_GEMM_T; missing tokens are zeros) f32 rows of 32 nb
+ * values, row t at X + t * ldx, to Q8_0 — the same codes and scales as
+ * duet_quantize_row — straight into ng = ceil(nb / 8) packed activation
+ * groups at out, with off the weight codes' offset (layout above). */
+typedef void (*duet_qquant8_fn)(const float *X, int64_t ldx, int ntok, int64_t nb, int off,
+                                uint8_t *out);
 /* Packs rows (1..Q8_GEMM_R; missing rows are zeros) of Q8_0 or Q4_0 weights,
  * row r at W + r * wrb, nb blocks each, into ng = ceil(nb / 8) groups at
  * out (layout above). */
@@ -138,7 +144,8 @@ typedef struct duet_quant_kernels {
     const char *isa;
     duet_qdot_q4_0_prep_fn q4_0_prep; /* NULL: the matvec uses dot[Q4_0] */
     duet_qgemm8_fn gemm8; /* NULL: the prompt path dequantizes to f32 for duet_sgemm */
-    duet_qpack8_fn gemm8_pack; /* the weight packing for gemm8 */
+    duet_qpack8_fn gemm8_pack;   /* the weight packing for gemm8 */
+    duet_qquant8_fn gemm8_quant; /* the activation quantizing and packing */
     duet_qdot_fn dot[DUET_QTYPE_COUNT]; /* indexed by duet_qtype; NULL = ask fallback */
     const struct duet_quant_kernels *fallback; /* for NULL entries; NULL = scalar */
 } duet_quant_kernels;

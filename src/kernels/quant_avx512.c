@@ -175,6 +175,7 @@ const duet_quant_kernels duet_quant_kernels_avx512_vnni = {
     .q4_0_prep = dot_q4_0_prep_vnni,
     .gemm8 = gemm8_tile_vnni,
     .gemm8_pack = gemm8_pack_vnni,
+    .gemm8_quant = gemm8_quant_vnni,
     .dot = {
         [DUET_QTYPE_F32] = dot_f32_avx512,   [DUET_QTYPE_F16] = dot_f16_avx512,
         [DUET_QTYPE_BF16] = dot_bf16_avx512, [DUET_QTYPE_Q8_0] = dot_q8_0_vnni,
@@ -481,6 +482,57 @@ QFN void SFX(gemm8_pack)(duet_qtype t, const uint8_t *W, int64_t wrb, int rows, 
             }
             tr8x8(v);
             for (int s = 0; s < 8; s++) _mm256_storeu_si256((__m256i *)(out + (s * R + r) * 32), v[s]);
+        }
+    }
+}
+
+/* duet_qquant8_fn. Per block as quant.c's Q8_0 quantizer, in the same float
+ * operations: amax (NaN never wins a comparison), d = the f16 at or above
+ * amax / 127 (F16C rounds to nearest even as duet_f32_to_f16_1 does; one
+ * ulp up if below), codes = x * (1 / d) clamped to +-127 (NaN -> -127: max
+ * returns its second operand on NaN) and rounded to nearest even (the
+ * default MXCSR mode of vcvtps2dq). */
+QFN void SFX(gemm8_quant)(const float *X, int64_t ldx, int ntok, int64_t nb, int off,
+                          uint8_t *out) {
+    enum { T = Q8_GEMM_T };
+    const int64_t ng = (nb + 7) / 8;
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    const __m512 sgn = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    for (int64_t g = 0; g < ng; g++, out += Q8_GEMM_XG) {
+        float *dx = (float *)(out + 8 * T * 32);
+        int32_t *xc = (int32_t *)(out + 8 * T * 32 + T * 32);
+        for (int t = 0; t < T; t++) {
+            __m256i v[8];
+            for (int l = 0; l < 8; l++) {
+                const int64_t b = 8 * g + l;
+                if (t >= ntok || b >= nb) {
+                    v[l] = _mm256_setzero_si256();
+                    dx[8 * t + l] = 0.0f;
+                    xc[8 * t + l] = 0;
+                    continue;
+                }
+                const float *x = X + t * ldx + 32 * b;
+                const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+                const __m512 m = _mm512_max_ps(_mm512_and_ps(x1, sgn), _mm512_and_ps(x0, sgn));
+                const float amax = _mm512_reduce_max_ps(m), q = amax / 127.0f;
+                uint16_t h;
+                if (!(q <= 65504.0f)) {
+                    h = 0x7bff;
+                } else {
+                    h = (uint16_t)_cvtss_sh(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    if (_cvtsh_ss(h) < q) h++;
+                }
+                const float d = _cvtsh_ss(h), id = d > 0.0f ? 1.0f / d : 0.0f;
+                const __m512 idv = _mm512_set1_ps(id);
+                const __m512i c0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x0, idv), lo), hi));
+                const __m512i c1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x1, idv), lo), hi));
+                dx[8 * t + l] = d;
+                xc[8 * t + l] = -off * _mm512_reduce_add_epi32(_mm512_add_epi32(c0, c1));
+                v[l] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(c0)),
+                                               _mm512_cvtepi32_epi8(c1), 1);
+            }
+            tr8x8(v);
+            for (int s = 0; s < 8; s++) _mm256_storeu_si256((__m256i *)(out + (s * T + t) * 32), v[s]);
         }
     }
 }
