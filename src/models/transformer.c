@@ -40,6 +40,7 @@
  */
 #include "core/internal.h"
 #include "models/tf_internal.h"
+#include "models/tf_model.h"
 #include "nn/nn.h"
 
 #include <errno.h>
@@ -146,69 +147,6 @@ typedef struct tf_spec {
     duet_tensor **slot; /* where the model keeps a pointer to it */
 } tf_spec;
 
-/* The parameters of one block (views into the model's block; NULL when the
- * arch has none). Shapes: C = dim, H = hidden, Q = NH*HS, K = NKV*HS. */
-typedef struct tf_layer {
-    duet_tensor *attn_norm_w, *attn_norm_b; /* [C] */
-    duet_tensor *wq, *bq;                   /* [Q, C], [Q] */
-    duet_tensor *wk, *bk;                   /* [K, C], [K] */
-    duet_tensor *wv, *bv;                   /* [K, C], [K] */
-    duet_tensor *wo, *bo;                   /* [C, Q], [C] */
-    duet_tensor *ffn_norm_w, *ffn_norm_b;   /* [C] */
-    duet_tensor *w1, *b1;                   /* [H, C], [H] (llama: gate) */
-    duet_tensor *w2, *b2;                   /* [C, H], [C] (down / proj) */
-    duet_tensor *w3;                        /* [H, C] (llama: up) */
-} tf_layer;
-
-struct duet_tf {
-    duet_tf_params p;
-    int64_t HS;
-
-    /* parameters */
-    int nt;                 /* number of parameter tensors */
-    duet_tensor *tensors;   /* [nt] */
-    duet_tensor **list;     /* [nt] pointers into tensors */
-    unsigned char *init;    /* [nt] INIT_* per tensor */
-    float *params;          /* one block [nfloats] */
-    float *grads;           /* one block [nfloats] */
-    int64_t nfloats;        /* padded total */
-    int64_t numel;          /* real total */
-    duet_tensor *tok_emb;   /* [V, C] */
-    duet_tensor *pos_emb;   /* [T, C] (gpt2) */
-    duet_tensor *norm_w, *norm_b; /* [C] */
-    duet_tensor *output;    /* [V, C]; == tok_emb when tied */
-    tf_layer *layers;       /* [L] */
-
-    /* sampling: KV cache and an inference graph, allocated on first use */
-    duet_graph *ig;
-    float *kcache, *vcache; /* [L, ctx, NKV, HS] each */
-    int32_t *cache_ids;     /* [ctx] tokens in the cache */
-    int32_t *window;        /* [ctx] scratch for sliding */
-    int64_t pos;            /* tokens in the cache */
-
-    /* RoPE */
-    int neox;               /* rotate (i, i + HS/2): qwen2, Hugging Face llama */
-    float rope_freq_scale;  /* positions times this (1 / linear scaling factor) */
-    float *rope_freqs;      /* [HS/2] per-pair frequency divisors, or NULL */
-
-    /* Matrices the sampling linears read through duet_quant_matmul:
-     * wptr[i] (NULL: the f32 tensor data, through duet_nn_linear) of type
-     * wtype[i]. nat_ptr/nat_type are what the model holds natively (an
-     * external model's non-f32 views); wptr may instead point into qw, a
-     * converted copy (duet_tf_set_sample_type). */
-    int qtype;              /* DUET_QTYPE_F32, or the type of the copy in qw */
-    uint8_t *qw;            /* converted matrices, back to back */
-    const void **wptr;      /* [nt] */
-    int *wtype;             /* [nt] duet_qtype */
-    const void **nat_ptr;   /* [nt] */
-    int *nat_type;          /* [nt] */
-
-    /* external weights (tf_new_external) */
-    int external;
-    void *owner;                 /* the file(s) the views point into */
-    void (*owner_free)(void *);  /* releases owner */
-    void **copies;               /* [nt] f32 copies of misaligned f32 views, or NULL */
-};
 
 /* Appends a spec (or only counts when specs == NULL). */
 static void add_spec(tf_spec *specs, int *n, duet_tensor **slot, int init, int ndim, int64_t d0,
@@ -371,6 +309,7 @@ duet_tf *duet_tf_new(const duet_tf_params *p, uint64_t seed) {
 void duet_tf_free(duet_tf *m) {
     if (!m) return;
     duet_graph_free(m->ig);
+    tf_decode_free(m);
     duet_free(m->kcache);
     duet_free(m->vcache);
     duet_free(m->cache_ids);
@@ -465,11 +404,9 @@ static duet_tensor *tf_embed(duet_tf *m, duet_graph *g, duet_tensor *ids, duet_t
  * divisors (external models only; no backward): pair i of a head turns by
  * pos * scale * theta^(-2i/HS) / freqs[i]. Angles in double, reduced to
  * [-pi, pi] before the float sin/cos, as duet_rope_forward does. */
-static duet_tensor *tf_rope_scaled(duet_tf *m, duet_graph *g, duet_tensor *x, int64_t pos0) {
-    duet_tensor *out = nn_out_like(g, x);
-    const int64_t HS = m->HS, P = HS / 2, T = x->shape[1], NH = x->shape[2];
-    float *cs = duet_graph_alloc(g, (size_t)(2 * T * P) * sizeof(float));
-    if (!out || !cs) return NULL;
+void tf_rope_scaled_rows(const duet_tf *m, float *y, const float *in, int64_t BT, int64_t T,
+                         int64_t NH, int64_t pos0, float *cs) {
+    const int64_t HS = m->HS, P = HS / 2;
     const double lt = log((double)m->p.rope_theta), two_pi = 6.283185307179586;
     for (int64_t t = 0; t < T; t++) {
         const double pos = (double)(pos0 + t) * (double)m->rope_freq_scale;
@@ -483,9 +420,7 @@ static duet_tensor *tf_rope_scaled(duet_tf *m, duet_graph *g, duet_tensor *x, in
         }
     }
     const int64_t e0 = m->neox ? 1 : 2, off = m->neox ? P : 1; /* pair i: (i*e0, i*e0 + off) */
-    const float *in = x->data;
-    float *y = out->data;
-    for (int64_t bt = 0; bt < x->shape[0] * T; bt++) {
+    for (int64_t bt = 0; bt < BT; bt++) {
         const float *c = cs + (bt % T) * P * 2;
         for (int64_t h = 0; h < NH; h++) {
             const int64_t base = (bt * NH + h) * HS;
@@ -497,6 +432,14 @@ static duet_tensor *tf_rope_scaled(duet_tf *m, duet_graph *g, duet_tensor *x, in
             }
         }
     }
+}
+
+static duet_tensor *tf_rope_scaled(duet_tf *m, duet_graph *g, duet_tensor *x, int64_t pos0) {
+    duet_tensor *out = nn_out_like(g, x);
+    const int64_t P = m->HS / 2, T = x->shape[1], NH = x->shape[2];
+    float *cs = duet_graph_alloc(g, (size_t)(2 * T * P) * sizeof(float));
+    if (!out || !cs) return NULL;
+    tf_rope_scaled_rows(m, out->data, x->data, x->shape[0] * T, T, NH, pos0, cs);
     return out;
 }
 
@@ -787,6 +730,13 @@ static duet_status tf_cache_alloc(duet_tf *m) {
 static duet_status tf_run_chunk(duet_tf *m, int64_t n, float *logits, int64_t rows) {
     duet_graph *g = m->ig;
     const int64_t C = m->p.dim, V = m->p.vocab;
+    if (n == 1 && rows == 1) { /* one token: the single-region decode */
+        duet_status st;
+        if (tf_decode_one(m, m->cache_ids[m->pos], logits, &st)) {
+            if (st == DUET_OK) m->pos++;
+            return st;
+        }
+    }
     duet_graph_reset(g);
     duet_tensor *tid =
         duet_graph_input(g, m->cache_ids + m->pos, DUET_DTYPE_I32, 2, (int64_t[]){1, n});

@@ -1,0 +1,54 @@
+/*
+ * quant_mv.c — the vector side of a caller-split matrix-vector product
+ * (quant_mv.h): quantizing the activation row to the weights' dot type once,
+ * and for Q4_0 the per-block float scale and offset term, exactly as
+ * duet_quant_matmul's matvec prepares them, so a row computed here has the
+ * same bits as the same row there.
+ */
+#include "kernels/quant_mv.h"
+
+#include "core/internal.h"
+#include "kernels/kernels.h"
+
+static const duet_quant_kernels *qk(void) {
+    if (!duet_k.quant) duet_init();
+    return duet_k.quant ? duet_k.quant : &duet_quant_kernels_scalar;
+}
+
+static inline uint8_t *align64(void *p) { return (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+int64_t duet_qmv_scratch_bytes(duet_qtype t, int64_t K) {
+    const duet_qtype dt = duet_qtype_dot_type(t);
+    if (dt == DUET_QTYPE_F32) return 0;
+    const int64_t nb = K / QK;
+    return duet_qtype_row_bytes(dt, K) + 64 + 2 * nb * (int64_t)sizeof(float) + 64;
+}
+
+void duet_qmv_prepare(duet_qmv *mv, duet_qtype t, int64_t K, const float *x, void *scratch) {
+    const duet_quant_kernels *k = qk();
+    const duet_qtype dt = duet_qtype_dot_type(t);
+    mv->K = K;
+    mv->wrb = duet_qtype_row_bytes(t, K);
+    mv->prep = t == DUET_QTYPE_Q4_0 ? k->q4_0_prep : NULL;
+    mv->dot = mv->prep ? NULL : duet_quant_dot_fn(k, t);
+    mv->xd = mv->xs = NULL;
+    if (dt == DUET_QTYPE_F32) {
+        mv->x = (const uint8_t *)x;
+        return;
+    }
+    uint8_t *q = align64(scratch);
+    duet_quantize_row(dt, x, q, K);
+    mv->x = q;
+    if (!mv->prep) return;
+    const int64_t nb = K / QK;
+    float *xd = (float *)align64(q + duet_qtype_row_bytes(dt, K)), *xs = xd + nb;
+    for (int64_t j = 0; j < nb; j++) {
+        const uint8_t *blk = q + j * Q8_0_BYTES;
+        int sum = 0;
+        for (int i = 0; i < QK; i++) sum += (int8_t)blk[2 + i];
+        xd[j] = q_f16(blk);
+        xs[j] = xd[j] * (float)(8 * sum);
+    }
+    mv->xd = xd;
+    mv->xs = xs;
+}

@@ -1,0 +1,40 @@
+/*
+ * quant_mv.h — one matrix-vector product split by the caller: the vector is
+ * prepared once (quantized to the weight type's dot type, plus the Q4_0
+ * offset terms), then any thread computes any rows with duet_qmv_row. Used
+ * by the transformer's single-token decode (src/models/tf_decode.c), which
+ * runs a whole token inside one parallel region and hands rows of several
+ * matrices to its threads itself.
+ *
+ * Each output is one dot of the same kernel duet_quant_matmul's matvec
+ * uses, with the same prepared vector: the two give the same bits. Private
+ * to src/kernels and src/models.
+ */
+#ifndef DUET_KERNELS_QUANT_MV_H
+#define DUET_KERNELS_QUANT_MV_H
+
+#include "kernels/quant.h"
+
+typedef struct duet_qmv {
+    duet_qdot_fn dot;               /* NULL when prep is used */
+    duet_qdot_q4_0_prep_fn prep;    /* Q4_0 with the prepared offset terms */
+    const uint8_t *x;               /* the vector in the dot type (or f32) */
+    const float *xd, *xs;           /* prep only: per-block scale and offset term */
+    int64_t K, wrb;                 /* columns; bytes per weight row */
+} duet_qmv;
+
+/* Bytes of scratch duet_qmv_prepare needs for weights of type t, K columns. */
+int64_t duet_qmv_scratch_bytes(duet_qtype t, int64_t K);
+
+/* Prepares x [K] for weights of type t (K a multiple of t's block size,
+ * checked by the caller). scratch: duet_qmv_scratch_bytes(t, K) bytes, kept
+ * alive while the rows are computed (an f32 type needs none and reads x). */
+void duet_qmv_prepare(duet_qmv *mv, duet_qtype t, int64_t K, const float *x, void *scratch);
+
+/* Row r of W (rows of mv->wrb bytes) times the prepared vector. */
+static inline float duet_qmv_row(const duet_qmv *mv, const void *W, int64_t r) {
+    const uint8_t *w = (const uint8_t *)W + r * mv->wrb;
+    return mv->prep ? mv->prep(mv->K, w, mv->x, mv->xd, mv->xs) : mv->dot(mv->K, w, mv->x);
+}
+
+#endif

@@ -1,0 +1,181 @@
+/*
+ * test_tf_decode.c — the single-token decode (src/models/tf_decode.c), the
+ * path duet_tf_feed takes for one new token, against the graph path it
+ * replaced (DUET_TF_GRAPH_DECODE=1), which test_transformer and
+ * test_loaders hold to PyTorch and to the full forward:
+ *  - duet's own models (GPT-2: LayerNorm, biases, GELU, tied; Llama: RMSNorm,
+ *    RoPE, grouped-query attention, SwiGLU, untied), f32 weights: equal to
+ *    rounding (the f32 dot here, the SGEMM's gemv there);
+ *  - the same models sampling from f16 / bf16 / q8_0 copies, and GGUF files
+ *    (duet's writer, then requantized to k-quants) opened as external views
+ *    in F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K: the same
+ *    bits, token after token, as the graph;
+ *  - one thread and two give the same bits (and test_transformer /
+ *    test_loaders, whose token-by-token checks against the full forward and
+ *    PyTorch now run through this path too, hold it to the references);
+ *  - the models are big enough (over 1 MB of weights streamed per token)
+ *    that decode really splits rows between two threads.
+ */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define T_TOK 40
+
+static int32_t ids[T_TOK];
+
+static duet_tf_params params(duet_tf_arch arch) {
+    duet_tf_params p;
+    duet_tf_params_default(&p, arch);
+    p.vocab = 258; /* duet_tokenizer_new_bytes: 256 bytes + BOS, EOS */
+    p.ctx = 48;
+    p.dim = 256;
+    p.layers = 3;
+    p.heads = 8;
+    p.kv_heads = arch == DUET_TF_ARCH_GPT2 ? 8 : 4;
+    return p;
+}
+
+/* Feeds ids one at a time from an empty cache (the first two as a prompt
+ * batch, which takes the graph either way) and keeps every row of logits. */
+static int decode(duet_tf *m, const char *graph, float *out) {
+    setenv("DUET_TF_GRAPH_DECODE", graph, 1);
+    const int64_t V = duet_tf_config(m)->vocab;
+    duet_tf_reset(m);
+    if (duet_tf_feed(m, ids, 2, out, 1) != DUET_OK) return 0;
+    for (int64_t t = 2; t < T_TOK; t++)
+        if (duet_tf_feed(m, ids + t, 1, out + t * V, 0) != DUET_OK) return 0;
+    return duet_tf_pos(m) == T_TOK;
+}
+
+static int same_bits(const float *a, const float *b, int64_t n, int64_t *at) {
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(a + i, b + i, sizeof(float)) != 0) {
+            *at = i;
+            return 0;
+        }
+    return 1;
+}
+
+/* fast (2 threads) vs graph, and fast 1 thread vs 2; exact unless tol > 0 */
+static void compare(duet_tf *fast, duet_tf *fast1, duet_tf *graph, const char *what,
+                    double tol) {
+    const int64_t n = T_TOK * duet_tf_config(fast)->vocab;
+    float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+    float *c = malloc(sizeof(float) * (size_t)n);
+    duet_set_threads(2);
+    int ok = decode(fast, "0", a) && decode(graph, "1", b);
+    duet_set_threads(1);
+    ok = ok && decode(fast1, "0", c);
+    duet_set_threads(2);
+    T_CHECK(ok, "%s: decoding: %s", what, duet_last_error());
+    if (ok) {
+        char msg[160];
+        int64_t at = 0;
+        if (tol > 0) {
+            snprintf(msg, sizeof msg, "%s: single-region decode = graph decode", what);
+            t_close(msg, a, b, n, tol, tol);
+        } else {
+            T_CHECK(same_bits(a, b, n, &at), "%s: single-region decode differs from the graph "
+                    "at %lld: %.9g vs %.9g", what, (long long)at, (double)a[at], (double)b[at]);
+        }
+        T_CHECK(same_bits(a, c, n, &at), "%s: 1 and 2 threads differ at %lld: %.9g vs %.9g",
+                what, (long long)at, (double)a[at], (double)c[at]);
+        double mx = 0;
+        for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)a[i]));
+        T_CHECK(mx > 1e-3 && isfinite(mx), "%s: logits are not all zero (max %g)", what, mx);
+    }
+    free(a);
+    free(b);
+    free(c);
+}
+
+/* Own models: f32 (to rounding), then converted sampling copies (exact). */
+static void test_own(duet_tf_arch arch) {
+    duet_tf_params p = params(arch);
+    duet_tf *m[3];
+    for (int i = 0; i < 3; i++) m[i] = duet_tf_new(&p, 7);
+    T_CHECK(m[0] && m[1] && m[2], "model: %s", duet_last_error());
+    if (m[0] && m[1] && m[2]) {
+        /* f32 weights: the graph's gemv and the dot here sum in other orders */
+        char what[64];
+        snprintf(what, sizeof what, "%s f32", duet_tf_arch_name(arch));
+        /* fresh models per comparison: the path is chosen at the first token */
+        compare(m[0], m[1], m[2], what, 2e-5);
+        const int types[3] = {DUET_QTYPE_F16, DUET_QTYPE_BF16, DUET_QTYPE_Q8_0};
+        for (int k = 0; k < 3; k++) {
+            duet_tf *n[3];
+            for (int i = 0; i < 3; i++) {
+                n[i] = duet_tf_new(&p, 7);
+                if (n[i]) duet_tf_set_sample_type(n[i], types[k]);
+            }
+            snprintf(what, sizeof what, "%s %s copy", duet_tf_arch_name(arch),
+                     duet_qtype_name(types[k]));
+            if (n[0] && n[1] && n[2]) compare(n[0], n[1], n[2], what, 0);
+            for (int i = 0; i < 3; i++) duet_tf_free(n[i]);
+        }
+    }
+    for (int i = 0; i < 3; i++) duet_tf_free(m[i]);
+}
+
+/* GGUF files opened as views: every weight type the dots support. */
+static void test_gguf(duet_tf_arch arch) {
+    duet_tf_params p = params(arch);
+    duet_tf *src = duet_tf_new(&p, 11);
+    duet_tokenizer *tok = duet_tokenizer_new_bytes();
+    char base[256], path[300];
+    snprintf(base, sizeof base, "/tmp/duet_test_tfdec_%d_%s", (int)getpid(),
+             duet_tf_arch_name(arch));
+    T_CHECK(src && tok, "source model: %s", duet_last_error());
+    if (!src || !tok) goto out;
+    const int direct[] = {DUET_QTYPE_F32, DUET_QTYPE_F16, DUET_QTYPE_Q8_0, DUET_QTYPE_Q4_0};
+    const int requant[] = {DUET_QTYPE_Q4_1, DUET_QTYPE_Q5_0, DUET_QTYPE_Q5_1,
+                           DUET_QTYPE_Q4_K, DUET_QTYPE_Q5_K, DUET_QTYPE_Q6_K};
+    char f32path[300];
+    snprintf(f32path, sizeof f32path, "%s_f32.gguf", base);
+    for (size_t k = 0; k < sizeof direct / sizeof direct[0] + sizeof requant / sizeof requant[0];
+         k++) {
+        const int direct_n = (int)(sizeof direct / sizeof direct[0]);
+        const int qt = (int)k < direct_n ? direct[k] : requant[k - (size_t)direct_n];
+        snprintf(path, sizeof path, "%s_%s.gguf", base, duet_qtype_name(qt));
+        duet_status s = (int)k < direct_n ? duet_tf_save_gguf(src, tok, path, qt, "tfdec")
+                                          : duet_gguf_requantize(f32path, path, qt);
+        T_CHECK(s == DUET_OK, "write %s: %s", path, duet_last_error());
+        if (s != DUET_OK) continue;
+        duet_model *mm[3];
+        for (int i = 0; i < 3; i++) mm[i] = duet_model_open(path, NULL);
+        T_CHECK(mm[0] && mm[1] && mm[2], "open %s: %s", path, duet_last_error());
+        if (mm[0] && mm[1] && mm[2]) {
+            char what[64];
+            snprintf(what, sizeof what, "%s gguf %s", duet_tf_arch_name(arch),
+                     duet_qtype_name(qt));
+            T_CHECK(duet_tf_is_external(mm[0]->tf), "%s: external views", what);
+            compare(mm[0]->tf, mm[1]->tf, mm[2]->tf, what, 0);
+        }
+        for (int i = 0; i < 3; i++) duet_model_free(mm[i]);
+        if (qt != DUET_QTYPE_F32) unlink(path);
+    }
+    unlink(f32path);
+out:
+    duet_tokenizer_free(tok);
+    duet_tf_free(src);
+}
+
+int main(void) {
+    duet_init();
+    uint64_t s = 12345;
+    for (int i = 0; i < T_TOK; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        ids[i] = (int32_t)((s >> 33) % 256);
+    }
+    test_own(DUET_TF_ARCH_GPT2);
+    test_own(DUET_TF_ARCH_LLAMA);
+    test_gguf(DUET_TF_ARCH_LLAMA);
+    test_gguf(DUET_TF_ARCH_GPT2);
+    unsetenv("DUET_TF_GRAPH_DECODE");
+    return t_done();
+}
