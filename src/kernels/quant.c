@@ -965,18 +965,31 @@ static duet_status matmul_int8(duet_qtype t, const uint8_t *W, int64_t M, int64_
     const int64_t wpk_bytes = I8_ROWS / R * tile_bytes + 64;
     const int64_t nchunks = (M + I8_ROWS - 1) / I8_ROWS;
     const int nt = (int)DUET_MAX(1, DUET_MIN((int64_t)duet_get_threads(), nchunks));
+    int64_t next_chunk = nt;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
 #pragma omp for schedule(static)
         for (int64_t g = 0; g < ntg; g++)
             quant(X + T * g * K, K, (int)DUET_MIN(T, N - T * g), nb, off, xp + g * ng * Q8_GEMM_XG);
-        uint8_t *wp = wpk + (int64_t)omp_get_thread_num() * wpk_bytes;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t c = 0; c < nchunks; c++) {
+        const int tid = omp_get_thread_num();
+        uint8_t *wp = wpk + (int64_t)tid * wpk_bytes;
+        /* chunks handed out by a shared counter (thread i starts with
+         * chunk i): a thread claims its next chunk before computing the
+         * current one and prefetches its rows into L2 meanwhile — packing
+         * otherwise waited on DRAM for every block */
+        int64_t c = tid;
+        while (c < nchunks) {
+            int64_t cn;
+#pragma omp atomic capture
+            cn = next_chunk++;
             const int64_t r0 = c * I8_ROWS, rows = DUET_MIN(I8_ROWS, M - r0);
             const int64_t nq = (rows + R - 1) / R;
             for (int64_t q = 0; q < nq; q++)
                 pack(t, W + (r0 + R * q) * wrb, wrb, (int)DUET_MIN(R, rows - R * q), nb, wp + q * tile_bytes);
+            const uint8_t *pf = W + DUET_MIN(cn, nchunks - 1) * I8_ROWS * wrb;
+            const int64_t pf_lines = cn < nchunks ? (DUET_MIN(I8_ROWS, M - cn * I8_ROWS) * wrb + 63) / 64 : 0;
+            const int64_t calls = nq * ntg;
+            int64_t call = 0, pf_done = 0;
             for (int64_t q = 0; q < nq; q++) {
                 const int64_t row = r0 + R * q;
                 const uint8_t *cw = wp + q * tile_bytes;
@@ -992,8 +1005,11 @@ static duet_status matmul_int8(duet_qtype t, const uint8_t *W, int64_t M, int64_
                             for (int r = 0; r < R && R * q + r < rows; r++)
                                 Y[(T * g + tt) * M + row + r] = tmp[tt * R + r];
                     }
+                    const int64_t pf_to = pf_lines * ++call / calls;
+                    for (; pf_done < pf_to; pf_done++) __builtin_prefetch(pf + 64 * pf_done, 0, 2);
                 }
             }
+            c = cn;
         }
     }
     duet_free(owned);
