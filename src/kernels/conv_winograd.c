@@ -70,7 +70,9 @@ int duet_conv_winograd_enabled(void) {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
 
-#define WG_TB 64 /* tiles per block: two 32-column panels of the microkernel */
+/* Tiles per block: two 32-column panels of the microkernel. 32 and 128 were
+ * no faster at the UNet's shapes (V and M of a block stay near L2 size). */
+#define WG_TB 64
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -263,11 +265,16 @@ __attribute__((noinline)) static void output_transform(const wg_job *J, const gr
     }
 }
 
+/* Floats between the 36 slices of V (rows = C) or M (rows = OC): the slice
+ * plus 64 bytes, so that the 36 streams of a transform do not all fall into
+ * one L1 set (a slice is a multiple of 4 KiB). */
+static int64_t wg_ld(int64_t rows) { return rows * WG_TB + 16; }
+
 /* One block: tiles [t0, t0 + cnt), cnt <= WG_TB. V: 36 x [C x WG_TB], M: 36 x [OC x WG_TB]. */
 static void wg_block(const wg_job *J, float *V, float *M, int64_t t0, int64_t cnt) {
     const duet_gemm_arch *ar = J->ar;
     const int64_t C = J->C, OC = J->OC, npan = cdiv(cnt, 32);
-    const int64_t ldv = C * WG_TB, ldm = OC * WG_TB;
+    const int64_t ldv = wg_ld(C), ldm = wg_ld(OC);
     grp_t G[WG_TB / 16];
     for (int64_t g = 0; g < 2 * npan; g++) {
         grp_setup(J, &G[g], t0 + 16 * g, cnt - 16 * g);
@@ -358,7 +365,7 @@ static int wg_forward_avx512(float *out, const float *inp, const float *weight, 
     const int nt = (int)DUET_MIN(wg_threads(72.0 * (double)OC * (double)C * (double)J.ntiles),
                                  nblocks);
     const size_t u_floats = (size_t)(36 * OC * C + 15) & ~(size_t)15;
-    const size_t per = (size_t)(36 * (C + OC) * WG_TB);
+    const size_t per = (size_t)(36 * (wg_ld(C) + wg_ld(OC)));
     float *buf = wg_workspace(u_floats + (size_t)nt * per);
     if (!buf) return -1;
     weight_transform(buf, weight, OC, C, J.ar->mr);
@@ -366,7 +373,7 @@ static int wg_forward_avx512(float *out, const float *inp, const float *weight, 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *V = buf + u_floats + (size_t)omp_get_thread_num() * per;
-        float *M = V + 36 * C * WG_TB;
+        float *M = V + 36 * wg_ld(C);
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < nblocks; b++)
             wg_block(&J, V, M, b * WG_TB, DUET_MIN(WG_TB, J.ntiles - b * WG_TB));
