@@ -923,17 +923,21 @@ static int64_t gemm_scratch(duet_qtype t, int64_t K, int64_t M, int64_t N) {
 /* ---- the integer prompt path (Q8_0 / Q4_0 weights, a gemm8 kernel) ---- */
 
 #define I8_ROWS 32 /* weight rows a thread packs at a time (8 tiles of 4) */
+#define I8_SLAB 8  /* groups of 8 blocks per K slab: 8 x 1152 B of a tile's weights */
 
 static int int8_path(duet_qtype t, int64_t N) {
     return gemm_path(t, N) && (t == DUET_QTYPE_Q8_0 || t == DUET_QTYPE_Q4_0) && current()->gemm8;
 }
 
 /* Bytes: the packed Q8_0 activations (Q8_GEMM_T-token groups) and each
- * thread's packed rows, each part 64-aligned. */
+ * thread's packed rows and their sums for every token, each part 64-aligned. */
+static int64_t int8_thread_bytes(int64_t ng, int64_t ntg) { /* packed rows + sums, 64-aligned */
+    const int64_t b = I8_ROWS / Q8_GEMM_R * (ng * Q8_GEMM_WG + ntg * Q8_GEMM_T * Q8_GEMM_R * 4);
+    return (b + 63) & ~(int64_t)63;
+}
 static int64_t int8_scratch(int64_t K, int64_t N) {
-    const int64_t nb = K / QK, ng = (nb + 7) / 8, nt = (N + Q8_GEMM_T - 1) / Q8_GEMM_T;
-    return nt * ng * Q8_GEMM_XG + 64 +
-           (int64_t)duet_get_threads() * (I8_ROWS / Q8_GEMM_R * ng * Q8_GEMM_WG + 64) + 64;
+    const int64_t nb = K / QK, ng = (nb + 7) / 8, ntg = (N + Q8_GEMM_T - 1) / Q8_GEMM_T;
+    return ntg * ng * Q8_GEMM_XG + 64 + (int64_t)duet_get_threads() * int8_thread_bytes(ng, ntg) + 64;
 }
 
 static inline uint8_t *align64(void *p) { return (uint8_t *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
@@ -962,7 +966,8 @@ static duet_status matmul_int8(duet_qtype t, const uint8_t *W, int64_t M, int64_
     uint8_t *xp = align64(scratch);
     uint8_t *wpk = align64(xp + ntg * ng * Q8_GEMM_XG);
     const int64_t tile_bytes = ng * Q8_GEMM_WG;
-    const int64_t wpk_bytes = I8_ROWS / R * tile_bytes + 64;
+    const int64_t wpk_bytes = int8_thread_bytes(ng, ntg);
+    const int64_t nslab = (ng + I8_SLAB - 1) / I8_SLAB;
     const int64_t nchunks = (M + I8_ROWS - 1) / I8_ROWS;
     const int nt = (int)DUET_MAX(1, DUET_MIN((int64_t)duet_get_threads(), nchunks));
     int64_t next_chunk = nt;
@@ -973,6 +978,7 @@ static duet_status matmul_int8(duet_qtype t, const uint8_t *W, int64_t M, int64_
             quant(X + T * g * K, K, (int)DUET_MIN(T, N - T * g), nb, off, xp + g * ng * Q8_GEMM_XG);
         const int tid = omp_get_thread_num();
         uint8_t *wp = wpk + (int64_t)tid * wpk_bytes;
+        float *acc = (float *)(wp + I8_ROWS / R * tile_bytes); /* [tile][token group][T][R] */
         /* chunks handed out by a shared counter (thread i starts with
          * chunk i): a thread claims its next chunk before computing the
          * current one and prefetches its rows into L2 meanwhile — packing
@@ -988,27 +994,27 @@ static duet_status matmul_int8(duet_qtype t, const uint8_t *W, int64_t M, int64_
                 pack(t, W + (r0 + R * q) * wrb, wrb, (int)DUET_MIN(R, rows - R * q), nb, wp + q * tile_bytes);
             const uint8_t *pf = W + DUET_MIN(cn, nchunks - 1) * I8_ROWS * wrb;
             const int64_t pf_lines = cn < nchunks ? (DUET_MIN(I8_ROWS, M - cn * I8_ROWS) * wrb + 63) / 64 : 0;
-            const int64_t calls = nq * ntg;
+            const int64_t calls = nq * ntg * nslab;
             int64_t call = 0, pf_done = 0;
-            for (int64_t q = 0; q < nq; q++) {
-                const int64_t row = r0 + R * q;
-                const uint8_t *cw = wp + q * tile_bytes;
-                const int full_r = R * q + R <= rows;
-                for (int64_t g = 0; g < ntg; g++) {
-                    const uint8_t *gx = xp + g * ng * Q8_GEMM_XG;
-                    if (full_r && T * g + T <= N) {
-                        gemm8(ng, cw, gx, Y + T * g * M + row, M);
-                    } else {
-                        float tmp[T * R];
-                        gemm8(ng, cw, gx, tmp, R);
-                        for (int tt = 0; tt < T && T * g + tt < N; tt++)
-                            for (int r = 0; r < R && R * q + r < rows; r++)
-                                Y[(T * g + tt) * M + row + r] = tmp[tt * R + r];
+            memset(acc, 0, (size_t)(nq * ntg * T * R) * sizeof(float));
+            /* K in slabs of I8_SLAB groups: a tile's slab of weights stays in
+             * L1 while every token group's slab passes */
+            for (int64_t g0 = 0; g0 < ng; g0 += I8_SLAB) {
+                const int64_t gn = DUET_MIN(I8_SLAB, ng - g0);
+                for (int64_t q = 0; q < nq; q++) {
+                    const uint8_t *cw = wp + q * tile_bytes + g0 * Q8_GEMM_WG;
+                    for (int64_t g = 0; g < ntg; g++) {
+                        gemm8(gn, cw, xp + (g * ng + g0) * Q8_GEMM_XG, acc + (q * ntg + g) * T * R, R);
+                        const int64_t pf_to = pf_lines * ++call / calls;
+                        for (; pf_done < pf_to; pf_done++) __builtin_prefetch(pf + 64 * pf_done, 0, 2);
                     }
-                    const int64_t pf_to = pf_lines * ++call / calls;
-                    for (; pf_done < pf_to; pf_done++) __builtin_prefetch(pf + 64 * pf_done, 0, 2);
                 }
             }
+            for (int64_t q = 0; q < nq; q++)
+                for (int64_t g = 0; g < ntg; g++)
+                    for (int tt = 0; tt < T && T * g + tt < N; tt++)
+                        for (int r = 0; r < R && R * q + r < rows; r++)
+                            Y[(T * g + tt) * M + r0 + R * q + r] = acc[((q * ntg + g) * T + tt) * R + r];
             c = cn;
         }
     }

@@ -114,7 +114,8 @@ typedef float (*duet_qdot_fn)(int64_t n, const void *w, const void *x);
  *     8 i32 offset terms xc = -off * (sum of the block's codes), off = 128
  *     (Q8_0) or 8 (Q4_0), the weight codes' offset: a lane's integer sum
  *     starts at xc, so after the 8 steps it is exactly the signed dot.
- * y[t * ldy + r] = sum over blocks of dw * (dx * dot) in float. */
+ * y[t * ldy + r] += sum over the ng groups' blocks of dw * (dx * dot), in
+ * float (8 lanes accumulated group by group, then summed). */
 #define Q8_GEMM_R 4
 #define Q8_GEMM_T 3
 #define Q8_GEMM_WG (8 * Q8_GEMM_R * 32 + Q8_GEMM_R * 8 * 4)

@@ -416,11 +416,12 @@ QFN void SFX(gemm8_tile)(int64_t ng, const uint8_t *w, const uint8_t *x, float *
         }
     }
     /* per token: the 8 lanes of the 4 rows' accumulators summed into 4
-     * contiguous floats */
+     * contiguous floats, added to y */
     for (int t = 0; t < T; t++) {
         const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0][t], acc[1][t]),
                                         _mm256_hadd_ps(acc[2][t], acc[3][t]));
-        _mm_storeu_ps(y + t * ldy, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+        const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        _mm_storeu_ps(y + t * ldy, _mm_add_ps(_mm_loadu_ps(y + t * ldy), sum));
     }
 }
 
