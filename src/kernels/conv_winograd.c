@@ -99,6 +99,12 @@ typedef struct {
     int64_t N, C, H, W, OC, ntx, tpi, ntiles;
 } wg_job;
 
+/* p + off floats, formed as an integer: the address may lie outside the
+ * array when every lane that uses it is masked off. */
+static inline __attribute__((always_inline)) const float *fptr(const float *p, int64_t off) {
+    return (const float *)((uintptr_t)p + (uintptr_t)(off * 4));
+}
+
 /* Sixteen tiles, one per lane: where each one's patch starts in its image
  * plane (row 4ty-1, column 4tx-1, as an offset from the channel-0 plane of
  * image 0) and its output tile (row 4ty, column 4tx); per patch row i the
@@ -110,19 +116,35 @@ typedef struct {
     __mmask16 min[6][16], mout[4][16];
     __m512i cbase; /* n * OC per lane, for the channel bias */
     __mmask16 any;
+    /* Fast groups: four runs of four consecutive tiles of one tile row
+     * (tile columns a multiple of 4, 16 tiles). Run g's patch row i is 18
+     * floats: one load of 16 from its first column (mask fin) and one of 16
+     * from 4 further (fin2; only its first two columns of each tile are
+     * used); its output row r is 16 contiguous floats (mask fout). A 4x4
+     * transpose inside each 128-bit lane then gives the columns with lane
+     * 4k + g = tile k of run g, and back. */
+    int fast;
+    int64_t rin[4], rout[4];
+    __mmask16 fin[6][4], fin2[6][4], fout[4][4];
 } grp_t;
+
+/* Lane of tile q (0..15) of a group: q itself, or 4k + g for q = 4g + k in a fast group. */
+static int grp_lane(int fast, int q) { return fast ? 4 * (q % 4) + q / 4 : q; }
 
 static void grp_setup(const wg_job *J, grp_t *G, int64_t t0, int64_t cnt) {
     int32_t cb[16];
     unsigned any = 0;
     const int64_t H = J->H, W = J->W;
+    G->fast = J->ntx % 4 == 0 && t0 % 4 == 0 && cnt >= 16;
     for (int l = 0; l < 16; l++) {
         G->ioff[l] = G->ooff[l] = 0;
         cb[l] = 0;
         for (int i = 0; i < 6; i++) G->min[i][l] = 0;
         for (int i = 0; i < 4; i++) G->mout[i][l] = 0;
-        if (l >= cnt) continue;
-        const int64_t t = t0 + l, n = t / J->tpi, r = t % J->tpi;
+    }
+    for (int q = 0; q < 16 && q < cnt; q++) {
+        const int l = grp_lane(G->fast, q);
+        const int64_t t = t0 + q, n = t / J->tpi, r = t % J->tpi;
         const int64_t y0 = 4 * (r / J->ntx), x0 = 4 * (r % J->ntx);
         G->ioff[l] = n * J->C * H * W + (y0 - 1) * W + (x0 - 1);
         G->ooff[l] = n * J->OC * H * W + y0 * W + x0;
@@ -140,12 +162,50 @@ static void grp_setup(const wg_job *J, grp_t *G, int64_t t0, int64_t cnt) {
     }
     G->cbase = _mm512_loadu_si512(cb);
     G->any = (__mmask16)any;
+    if (!G->fast) return;
+    for (int g = 0; g < 4; g++) {
+        const int64_t r = (t0 + 4 * g) % J->tpi, n = (t0 + 4 * g) / J->tpi;
+        const int64_t y0 = 4 * (r / J->ntx), x0 = 4 * (r % J->ntx);
+        G->rin[g] = n * J->C * H * W + (y0 - 1) * W + (x0 - 1);
+        G->rout[g] = n * J->OC * H * W + y0 * W + x0;
+        unsigned m1 = 0, m2 = 0, mo = 0;
+        for (int b = 0; b < 16; b++) {
+            if (x0 - 1 + b >= 0 && x0 - 1 + b < W) m1 |= 1u << b;
+            if (x0 + 3 + b < W) m2 |= 1u << b;
+            if (x0 + b < W) mo |= 1u << b;
+        }
+        for (int i = 0; i < 6; i++) {
+            const int in = y0 - 1 + i >= 0 && y0 - 1 + i < H;
+            G->fin[i][g] = (__mmask16)(in ? m1 : 0);
+            G->fin2[i][g] = (__mmask16)(in ? m2 : 0);
+        }
+        for (int i = 0; i < 4; i++) G->fout[i][g] = (__mmask16)(y0 + i < H ? mo : 0);
+    }
 }
 
-/* p + off floats, formed as an integer: the address may lie outside the
- * array when every lane that uses it is masked off. */
-static inline __attribute__((always_inline)) const float *fptr(const float *p, int64_t off) {
-    return (const float *)((uintptr_t)p + (uintptr_t)(off * 4));
+/* 4x4 transpose inside each 128-bit lane: lane k of out[g] = element g of
+ * lane k of in[0..3]. */
+static inline __attribute__((always_inline)) void tr4x4(const __m512 in[4], __m512 out[4]) {
+    const __m512 a = _mm512_unpacklo_ps(in[0], in[1]), b = _mm512_unpackhi_ps(in[0], in[1]);
+    const __m512 c = _mm512_unpacklo_ps(in[2], in[3]), d = _mm512_unpackhi_ps(in[2], in[3]);
+    out[0] = _mm512_shuffle_ps(a, c, 0x44);
+    out[1] = _mm512_shuffle_ps(a, c, 0xee);
+    out[2] = _mm512_shuffle_ps(b, d, 0x44);
+    out[3] = _mm512_shuffle_ps(b, d, 0xee);
+}
+
+/* Patch row i of a fast group: columns d[0..5], lane 4k + g = tile k of run g. */
+static inline __attribute__((always_inline)) void fast_row(const grp_t *G, const float *xc,
+                                                           int i, int64_t W, __m512 d[6]) {
+    __m512 a[4], a2[4];
+    for (int g = 0; g < 4; g++) {
+        a[g] = _mm512_maskz_loadu_ps(G->fin[i][g], fptr(xc, G->rin[g] + i * W));
+        a2[g] = _mm512_maskz_loadu_ps(G->fin2[i][g], fptr(xc, G->rin[g] + i * W + 4));
+    }
+    tr4x4(a, d);
+    const __m512 p = _mm512_unpacklo_ps(a2[0], a2[1]), q = _mm512_unpacklo_ps(a2[2], a2[3]);
+    d[4] = _mm512_shuffle_ps(p, q, 0x44);
+    d[5] = _mm512_shuffle_ps(p, q, 0xee);
 }
 
 /* y = B^T x for F(4x4, 3x3):
@@ -191,6 +251,12 @@ __attribute__((noinline)) static void input_transform(const wg_job *J, const grp
         __m512 w[6][6];
         for (int i = 0; i < 6; i++) {
             __m512 r[8], t[8], u[8], d[6], y[6];
+            if (G->fast) {
+                fast_row(G, xc, i, W, d);
+                bt6(d, y);
+                for (int k = 0; k < 6; k++) w[k][i] = y[k];
+                continue;
+            }
             for (int p = 0; p < 8; p++) {
                 r[p] = _mm512_maskz_loadu_ps(G->min[i][p], fptr(xc, G->ioff[p] + i * W));
                 r[p] = _mm512_mask_loadu_ps(r[p], (__mmask16)(G->min[i][p + 8] << 8),
@@ -245,6 +311,21 @@ __attribute__((noinline)) static void output_transform(const wg_job *J, const gr
         for (int c = 0; c < 4; c++) {
             at4(t[c], Y[c]); /* Y[c][r] = (A^T M A)[r][c] */
             for (int r = 0; r < 4; r++) Y[c][r] = _mm512_add_ps(Y[c][r], b);
+        }
+        if (G->fast) {
+            for (int r = 0; r < 4; r++) {
+                const __m512 in[4] = {Y[0][r], Y[1][r], Y[2][r], Y[3][r]};
+                __m512 q[4];
+                tr4x4(in, q); /* q[g]: output row r of run g, 16 contiguous floats */
+                for (int g = 0; g < 4; g++) {
+                    float *dst = (float *)fptr(oo, G->rout[g] + r * W);
+                    __m512 v = q[g];
+                    if (J->beta != 0.0f)
+                        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(G->fout[r][g], dst));
+                    _mm512_mask_storeu_ps(dst, G->fout[r][g], v);
+                }
+            }
+            continue;
         }
         for (int r = 0; r < 4; r++) {
             const __m512 a = _mm512_unpacklo_ps(Y[0][r], Y[1][r]);
