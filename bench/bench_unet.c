@@ -13,7 +13,11 @@
  * environment, and the ratios are printed.
  *
  *   build/bench/bench_unet [--batch 128] [--train-steps 5] [--sample-n 100]
- *       [--sample-steps 50] [--threads 2] [--no-torch] [--quick]
+ *       [--sample-steps 50] [--threads 2] [--no-torch] [--winograd-only] [--quick]
+ *
+ * duet runs twice: as is, then with DUET_CONV_WINOGRAD=0 (3x3 convolutions
+ * on the implicit GEMM instead of Winograd F(4x4, 3x3)) for the before/after;
+ * --winograd-only skips the second. The ratios to PyTorch use the first.
  *
  * --quick is a smoke run (batch 8, 2 steps, 4 samples of 2 steps). The
  * numbers are only meaningful on a quiet machine. Correctness is the job of
@@ -240,6 +244,26 @@ int main(int argc, char **argv) {
     }
     printf("%-34s sample %8.2f images/s  peak RSS %7.0f MiB\n", "duet", d_sample, rss_sample);
     fflush(stdout);
+    if (!has_flag(argc, argv, "--winograd-only")) {
+        /* the same phases with the 3x3 convolutions on the implicit GEMM */
+        double t2 = 0, r2 = 0, l2 = 0, s2 = 0, q2 = 0;
+        const char *prev = getenv("DUET_CONV_WINOGRAD");
+        char keep[16];
+        snprintf(keep, sizeof keep, "%s", prev ? prev : "");
+        setenv("DUET_CONV_WINOGRAD", "0", 1);
+        if (run_child(argv[0], "train", B, steps, threads, buf, sizeof buf, &r2) == 0 &&
+            sscanf(buf, "%lf %lf", &t2, &l2) == 2)
+            printf("%-34s train %9.2f images/s  peak RSS %7.0f MiB  Winograd speed-up %.2fx\n",
+                   "duet, DUET_CONV_WINOGRAD=0", t2, r2, d_train / t2);
+        fflush(stdout);
+        if (run_child(argv[0], "sample", n, sst, threads, buf, sizeof buf, &q2) == 0 &&
+            sscanf(buf, "%lf", &s2) == 1)
+            printf("%-34s sample %8.2f images/s  peak RSS %7.0f MiB  Winograd speed-up %.2fx\n",
+                   "duet, DUET_CONV_WINOGRAD=0", s2, q2, d_sample / s2);
+        fflush(stdout);
+        if (prev) setenv("DUET_CONV_WINOGRAD", keep, 1);
+        else unsetenv("DUET_CONV_WINOGRAD");
+    }
     if (has_flag(argc, argv, "--no-torch")) return 0;
 
     const char *envs[2][2] = {{"OMP_WAIT_POLICY=PASSIVE OPENBLAS_CORETYPE=SkylakeX", "torch (PASSIVE, SkylakeX)"},
