@@ -932,7 +932,7 @@ static int int8_path(duet_qtype t, int64_t N) {
 /* Bytes: the packed Q8_0 activations (Q8_GEMM_T-token groups) and each
  * thread's packed rows and their sums for every token, each part 64-aligned. */
 static int64_t int8_thread_bytes(int64_t ng, int64_t ntg) { /* packed rows + sums, 64-aligned */
-    const int64_t b = I8_ROWS / Q8_GEMM_R * (ng * Q8_GEMM_WG + ntg * Q8_GEMM_T * Q8_GEMM_R * 4);
+    const int64_t b = I8_ROWS / Q8_GEMM_R * ng * Q8_GEMM_WG + ntg * Q8_GEMM_T * I8_ROWS * 4;
     return (b + 63) & ~(int64_t)63;
 }
 static int64_t int8_scratch(int64_t K, int64_t N) {
@@ -978,7 +978,7 @@ static duet_status matmul_int8(duet_qtype t, const uint8_t *W, int64_t M, int64_
             quant(X + T * g * K, K, (int)DUET_MIN(T, N - T * g), nb, off, xp + g * ng * Q8_GEMM_XG);
         const int tid = omp_get_thread_num();
         uint8_t *wp = wpk + (int64_t)tid * wpk_bytes;
-        float *acc = (float *)(wp + I8_ROWS / R * tile_bytes); /* [tile][token group][T][R] */
+        float *acc = (float *)(wp + I8_ROWS / R * tile_bytes); /* [token][I8_ROWS rows] */
         /* chunks handed out by a shared counter (thread i starts with
          * chunk i): a thread claims its next chunk before computing the
          * current one and prefetches its rows into L2 meanwhile — packing
@@ -996,25 +996,26 @@ static duet_status matmul_int8(duet_qtype t, const uint8_t *W, int64_t M, int64_
             const int64_t pf_lines = cn < nchunks ? (DUET_MIN(I8_ROWS, M - cn * I8_ROWS) * wrb + 63) / 64 : 0;
             const int64_t calls = nq * ntg * nslab;
             int64_t call = 0, pf_done = 0;
-            memset(acc, 0, (size_t)(nq * ntg * T * R) * sizeof(float));
+            memset(acc, 0, (size_t)(ntg * T * I8_ROWS) * sizeof(float));
             /* K in slabs of I8_SLAB groups: a tile's slab of weights stays in
              * L1 while every token group's slab passes */
             for (int64_t g0 = 0; g0 < ng; g0 += I8_SLAB) {
                 const int64_t gn = DUET_MIN(I8_SLAB, ng - g0);
+                if (g0 + I8_SLAB >= ng) /* the last slab: ask for Y's lines (written next) */
+                    for (int64_t n = 0; n < N; n++) {
+                        __builtin_prefetch(Y + n * M + r0, 1, 3);
+                        __builtin_prefetch(Y + n * M + r0 + rows - 1, 1, 3);
+                    }
                 for (int64_t q = 0; q < nq; q++) {
                     const uint8_t *cw = wp + q * tile_bytes + g0 * Q8_GEMM_WG;
                     for (int64_t g = 0; g < ntg; g++) {
-                        gemm8(gn, cw, xp + (g * ng + g0) * Q8_GEMM_XG, acc + (q * ntg + g) * T * R, R);
+                        gemm8(gn, cw, xp + (g * ng + g0) * Q8_GEMM_XG, acc + g * T * I8_ROWS + q * R, I8_ROWS);
                         const int64_t pf_to = pf_lines * ++call / calls;
                         for (; pf_done < pf_to; pf_done++) __builtin_prefetch(pf + 64 * pf_done, 0, 2);
                     }
                 }
             }
-            for (int64_t q = 0; q < nq; q++)
-                for (int64_t g = 0; g < ntg; g++)
-                    for (int tt = 0; tt < T && T * g + tt < N; tt++)
-                        for (int r = 0; r < R && R * q + r < rows; r++)
-                            Y[(T * g + tt) * M + r0 + R * q + r] = acc[((q * ntg + g) * T + tt) * R + r];
+            for (int64_t n = 0; n < N; n++) memcpy(Y + n * M + r0, acc + n * I8_ROWS, (size_t)rows * sizeof(float));
             c = cn;
         }
     }
