@@ -67,8 +67,15 @@ int duet_conv_winograd_enabled(void) {
 
 #include <immintrin.h>
 
+/* The kernels below are compiled for AVX-512 (this file gets no ISA flags
+ * from the Makefile) and only called when the AVX-512 kernel set is active. */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))), \
+                             apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,fma")
+#endif
 
 /* Tiles per block: two 32-column panels of the microkernel. 32 and 128 were
  * no faster at the UNet's shapes (V and M of a block stay near L2 size). */
@@ -380,47 +387,50 @@ static void wg_block(const wg_job *J, float *V, float *M, int64_t t0, int64_t cn
  * [0 0 1]) and D = diag(1/4, -1/6, -1/6, 1/24, 1/24, 1): G' g G'^T is
  * formed with adds (exact but for rounding), then scaled by d_i d_j once.
  * One lane per output channel of a panel, so the stores are contiguous. */
+/* y = G' (a, b, e): [1 0 0] [1 1 1] [1 -1 1] [1 2 4] [1 -2 4] [0 0 1]. */
+static inline __attribute__((always_inline)) void g6(__m512 a, __m512 b, __m512 e, __m512 y[6]) {
+    const __m512 ae = _mm512_add_ps(a, e), a4 = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), e, a);
+    const __m512 b2 = _mm512_add_ps(b, b);
+    y[0] = a;
+    y[1] = _mm512_add_ps(ae, b);
+    y[2] = _mm512_sub_ps(ae, b);
+    y[3] = _mm512_add_ps(a4, b2);
+    y[4] = _mm512_sub_ps(a4, b2);
+    y[5] = e;
+}
+
+/* Panel p (output channels ir .. ir+mw) of U, all input channels; dd[xi] = d_i d_j. */
+static void weight_panel(float *U, const float *weight, int64_t OC, int64_t C, int64_t mr,
+                         int64_t p, const float dd[36]) {
+    const int64_t ir = p * mr, mw = DUET_MIN(mr, OC - ir);
+    const __mmask16 mk = (__mmask16)((1u << mw) - 1u);
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i idx = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int32_t)(C * 9)));
+    for (int64_t c = 0; c < C; c++) {
+        const float *g0 = weight + (ir * C + c) * 9;
+        __m512 g[9], t[3][6]; /* t[j] = column j of G' g */
+        for (int k = 0; k < 9; k++)
+            g[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, g0 + k, 4);
+        for (int j = 0; j < 3; j++) g6(g[j], g[3 + j], g[6 + j], t[j]);
+        float *u = U + ir * C + c * mw;
+        for (int i = 0; i < 6; i++) {
+            __m512 r[6]; /* row i of G' g G'^T */
+            g6(t[0][i], t[1][i], t[2][i], r);
+            for (int j = 0; j < 6; j++)
+                _mm512_mask_storeu_ps(u + (i * 6 + j) * OC * C, mk,
+                                      _mm512_mul_ps(_mm512_set1_ps(dd[i * 6 + j]), r[j]));
+        }
+    }
+}
+
+/* (the OpenMP region only calls: its outlined body carries no vector types) */
 static void weight_transform(float *U, const float *weight, int64_t OC, int64_t C, int64_t mr) {
     static const double d[6] = {0.25, -1.0 / 6, -1.0 / 6, 1.0 / 24, 1.0 / 24, 1.0};
     float dd[36];
     for (int i = 0; i < 36; i++) dd[i] = (float)(d[i / 6] * d[i % 6]);
     const int64_t npan = cdiv(OC, mr);
 #pragma omp parallel for schedule(static) if (duet_omp_enough(OC * C * 36))
-    for (int64_t p = 0; p < npan; p++) {
-        const int64_t ir = p * mr, mw = DUET_MIN(mr, OC - ir);
-        const __mmask16 mk = (__mmask16)((1u << mw) - 1u);
-        const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                               _mm512_set1_epi32((int32_t)(C * 9)));
-        for (int64_t c = 0; c < C; c++) {
-            const float *g0 = weight + (ir * C + c) * 9;
-            __m512 g[9], t[6][3];
-            for (int k = 0; k < 9; k++)
-                g[k] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx, g0 + k, 4);
-            /* rows: t = G' g */
-            for (int j = 0; j < 3; j++) {
-                const __m512 a = g[j], b = g[3 + j], e = g[6 + j];
-                const __m512 ae = _mm512_add_ps(a, e);
-                t[0][j] = a;
-                t[1][j] = _mm512_add_ps(ae, b);
-                t[2][j] = _mm512_sub_ps(ae, b);
-                const __m512 a4 = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), e, a), b2 = _mm512_add_ps(b, b);
-                t[3][j] = _mm512_add_ps(a4, b2);
-                t[4][j] = _mm512_sub_ps(a4, b2);
-                t[5][j] = e;
-            }
-            float *u = U + ir * C + c * mw;
-            for (int i = 0; i < 6; i++) {
-                const __m512 a = t[i][0], b = t[i][1], e = t[i][2];
-                const __m512 ae = _mm512_add_ps(a, e);
-                const __m512 a4 = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), e, a), b2 = _mm512_add_ps(b, b);
-                const __m512 r[6] = {a, _mm512_add_ps(ae, b), _mm512_sub_ps(ae, b),
-                                     _mm512_add_ps(a4, b2), _mm512_sub_ps(a4, b2), e};
-                for (int j = 0; j < 6; j++)
-                    _mm512_mask_storeu_ps(u + (i * 6 + j) * OC * C, mk,
-                                          _mm512_mul_ps(_mm512_set1_ps(dd[i * 6 + j]), r[j]));
-            }
-        }
-    }
+    for (int64_t p = 0; p < npan; p++) weight_panel(U, weight, OC, C, mr, p, dd);
 }
 
 static int wg_threads(double flops) {
@@ -462,7 +472,11 @@ static int wg_forward_avx512(float *out, const float *inp, const float *weight, 
     return 0;
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 #endif
 
