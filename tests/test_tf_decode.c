@@ -9,7 +9,9 @@
  *  - the same models sampling from f16 / bf16 / q8_0 copies, and GGUF files
  *    (duet's writer, then requantized to k-quants) opened as external views
  *    in F32, F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K: the same
- *    bits, token after token, as the graph;
+ *    bits, token after token, as the graph — but f32 / f16 weights, which
+ *    go through four-row kernels here (equal to rounding);
+ *  - those four-row kernels against a double-precision sum, odd sizes;
  *  - one thread and two give the same bits (and test_transformer /
  *    test_loaders, whose token-by-token checks against the full forward and
  *    PyTorch now run through this path too, hold it to the references);
@@ -17,6 +19,7 @@
  *    that decode really splits rows between two threads.
  */
 #include "testutil.h"
+#include "kernels/quant_mv.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -80,11 +83,13 @@ static void compare(duet_tf *fast, duet_tf *fast1, duet_tf *graph, const char *w
             snprintf(msg, sizeof msg, "%s: single-region decode = graph decode", what);
             t_close(msg, a, b, n, tol, tol);
         } else {
-            T_CHECK(same_bits(a, b, n, &at), "%s: single-region decode differs from the graph "
-                    "at %lld: %.9g vs %.9g", what, (long long)at, (double)a[at], (double)b[at]);
+            const int same = same_bits(a, b, n, &at);
+            T_CHECK(same, "%s: single-region decode differs from the graph at %lld: %.9g vs "
+                    "%.9g", what, (long long)at, (double)a[at], (double)b[at]);
         }
-        T_CHECK(same_bits(a, c, n, &at), "%s: 1 and 2 threads differ at %lld: %.9g vs %.9g",
-                what, (long long)at, (double)a[at], (double)c[at]);
+        const int same = same_bits(a, c, n, &at);
+        T_CHECK(same, "%s: 1 and 2 threads differ at %lld: %.9g vs %.9g", what, (long long)at,
+                (double)a[at], (double)c[at]);
         double mx = 0;
         for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)a[i]));
         T_CHECK(mx > 1e-3 && isfinite(mx), "%s: logits are not all zero (max %g)", what, mx);
@@ -92,6 +97,61 @@ static void compare(duet_tf *fast, duet_tf *fast1, duet_tf *graph, const char *w
     free(a);
     free(b);
     free(c);
+}
+
+/* The multi-row f32 / f16 kernels (AVX-512 kernel sets) and the one-dot
+ * fallback, through duet_qmv_rows, against double sums. */
+static void test_rows(void) {
+    const int64_t Ks[] = {1, 15, 16, 17, 31, 32, 33, 48, 288, 300, 384};
+    const int types[] = {DUET_QTYPE_F32, DUET_QTYPE_F16};
+    uint64_t s = 99;
+    int checked = 0, multi = 0;
+    for (size_t ti = 0; ti < 2; ti++)
+        for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
+            const int64_t K = Ks[ki], M = 11;
+            const duet_qtype t = (duet_qtype)types[ti];
+            const int64_t rb = duet_qtype_row_bytes(t, K);
+            float *w = malloc(sizeof(float) * (size_t)(M * K)), *x = malloc(sizeof(float) * (size_t)K);
+            uint8_t *wq = malloc((size_t)(M * rb));
+            float *y = malloc(sizeof(float) * (size_t)M);
+            for (int64_t i = 0; i < M * K; i++) {
+                s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+                w[i] = (float)((double)(s >> 40) / (double)(1 << 24) - 0.5);
+            }
+            for (int64_t i = 0; i < K; i++) x[i] = (float)sin((double)i * 0.37) + 0.25f;
+            for (int64_t r = 0; r < M; r++) duet_quantize_row(t, w + r * K, wq + r * rb, K);
+            float *wd = malloc(sizeof(float) * (size_t)(M * K)); /* the weights as stored */
+            for (int64_t r = 0; r < M; r++) duet_dequantize_row(t, wq + r * rb, wd + r * K, K);
+            duet_qmv mv;
+            duet_qmv_prepare(&mv, t, K, x, NULL);
+            multi += mv.rows != NULL;
+            /* rows 1..9 only: a group of four, then a tail, at an odd start */
+            for (int64_t r = 0; r < M; r++) y[r] = -12345.0f;
+            duet_qmv_rows(&mv, wq, 1, 10, y);
+            int ok = y[0] == -12345.0f && y[10] == -12345.0f;
+            double worst = 0;
+            for (int64_t r = 1; r < 10; r++) {
+                double ref = 0, mag = 0;
+                for (int64_t i = 0; i < K; i++) {
+                    ref += (double)wd[r * K + i] * (double)x[i];
+                    mag += fabs((double)wd[r * K + i] * (double)x[i]);
+                }
+                worst = fmax(worst, fabs((double)y[r] - ref) / (mag + 1e-30));
+            }
+            /* float sums of K products: error within a few K ulps of the magnitude */
+            ok &= worst <= 1e-6 * (1.0 + (double)K / 16.0);
+            T_CHECK(ok, "rows kernel %s K=%lld: worst error %.3g of the magnitude, rows "
+                    "outside the range touched: %d", duet_qtype_name(t), (long long)K, worst,
+                    !(y[0] == -12345.0f && y[10] == -12345.0f));
+            checked++;
+            free(w);
+            free(x);
+            free(wq);
+            free(wd);
+            free(y);
+        }
+    T_CHECK(checked == 22, "rows kernels: %d shapes", checked);
+    if (getenv("DUET_TEST_VERBOSE")) printf("  multi-row kernels in use: %d of %d\n", multi, checked);
 }
 
 /* Own models: f32 (to rounding), then converted sampling copies (exact). */
@@ -115,7 +175,8 @@ static void test_own(duet_tf_arch arch) {
             }
             snprintf(what, sizeof what, "%s %s copy", duet_tf_arch_name(arch),
                      duet_qtype_name(types[k]));
-            if (n[0] && n[1] && n[2]) compare(n[0], n[1], n[2], what, 0);
+            if (n[0] && n[1] && n[2])
+                compare(n[0], n[1], n[2], what, types[k] == DUET_QTYPE_F16 ? 2e-5 : 0);
             for (int i = 0; i < 3; i++) duet_tf_free(n[i]);
         }
     }
@@ -154,7 +215,8 @@ static void test_gguf(duet_tf_arch arch) {
             snprintf(what, sizeof what, "%s gguf %s", duet_tf_arch_name(arch),
                      duet_qtype_name(qt));
             T_CHECK(duet_tf_is_external(mm[0]->tf), "%s: external views", what);
-            compare(mm[0]->tf, mm[1]->tf, mm[2]->tf, what, 0);
+            const int rows4 = qt == DUET_QTYPE_F32 || qt == DUET_QTYPE_F16;
+            compare(mm[0]->tf, mm[1]->tf, mm[2]->tf, what, rows4 ? 2e-5 : 0);
         }
         for (int i = 0; i < 3; i++) duet_model_free(mm[i]);
         if (qt != DUET_QTYPE_F32) unlink(path);
@@ -172,6 +234,7 @@ int main(void) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
         ids[i] = (int32_t)((s >> 33) % 256);
     }
+    test_rows();
     test_own(DUET_TF_ARCH_GPT2);
     test_own(DUET_TF_ARCH_LLAMA);
     test_gguf(DUET_TF_ARCH_LLAMA);

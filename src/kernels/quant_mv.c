@@ -10,6 +10,9 @@
 #include "core/internal.h"
 #include "kernels/kernels.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 static const duet_quant_kernels *qk(void) {
     if (!duet_k.quant) duet_init();
     return duet_k.quant ? duet_k.quant : &duet_quant_kernels_scalar;
@@ -32,6 +35,18 @@ void duet_qmv_prepare(duet_qmv *mv, duet_qtype t, int64_t K, const float *x, voi
     mv->prep = t == DUET_QTYPE_Q4_0 ? k->q4_0_prep : NULL;
     mv->dot = mv->prep ? NULL : duet_quant_dot_fn(k, t);
     mv->xd = mv->xs = NULL;
+    mv->rows = NULL;
+#if defined(__x86_64__)
+    static int off = -1; /* DUET_QMV_ROWS=0: one dot per row (for comparisons) */
+    if (off < 0) {
+        const char *e = getenv("DUET_QMV_ROWS");
+        off = e && strcmp(e, "0") == 0;
+    }
+    if (!off && (k == &duet_quant_kernels_avx512 || k == &duet_quant_kernels_avx512_vnni)) {
+        if (t == DUET_QTYPE_F32) mv->rows = duet_qmv_rows_f32_avx512;
+        if (t == DUET_QTYPE_F16) mv->rows = duet_qmv_rows_f16_avx512;
+    }
+#endif
     if (dt == DUET_QTYPE_F32) {
         mv->x = (const uint8_t *)x;
         return;

@@ -6,16 +6,29 @@
  * runs a whole token inside one parallel region and hands rows of several
  * matrices to its threads itself.
  *
- * Each output is one dot of the same kernel duet_quant_matmul's matvec
- * uses, with the same prepared vector: the two give the same bits. Private
- * to src/kernels and src/models.
+ * duet_qmv_row is one dot of the same kernel duet_quant_matmul's matvec
+ * uses, with the same prepared vector: the two give the same bits.
+ * duet_qmv_rows may take several f32 / f16 rows at once instead (same
+ * result to rounding). Private to src/kernels and src/models.
  */
 #ifndef DUET_KERNELS_QUANT_MV_H
 #define DUET_KERNELS_QUANT_MV_H
 
 #include "kernels/quant.h"
 
+/* y[r] = row r of W (K columns) . x for r0 <= r < r1: f32 or f16 rows,
+ * several at a time (quant_mv_avx512.c). */
+typedef void (*duet_qmv_rows_fn)(const void *W, int64_t K, const float *x, int64_t r0,
+                                 int64_t r1, float *y);
+#if defined(__x86_64__)
+void duet_qmv_rows_f32_avx512(const void *W, int64_t K, const float *x, int64_t r0, int64_t r1,
+                              float *y);
+void duet_qmv_rows_f16_avx512(const void *W, int64_t K, const float *x, int64_t r0, int64_t r1,
+                              float *y);
+#endif
+
 typedef struct duet_qmv {
+    duet_qmv_rows_fn rows;          /* a multi-row kernel for this type, or NULL */
     duet_qdot_fn dot;               /* NULL when prep is used */
     duet_qdot_q4_0_prep_fn prep;    /* Q4_0 with the prepared offset terms */
     const uint8_t *x;               /* the vector in the dot type (or f32) */
@@ -35,6 +48,17 @@ void duet_qmv_prepare(duet_qmv *mv, duet_qtype t, int64_t K, const float *x, voi
 static inline float duet_qmv_row(const duet_qmv *mv, const void *W, int64_t r) {
     const uint8_t *w = (const uint8_t *)W + r * mv->wrb;
     return mv->prep ? mv->prep(mv->K, w, mv->x, mv->xd, mv->xs) : mv->dot(mv->K, w, mv->x);
+}
+
+/* Rows r0..r1-1: the multi-row kernel where there is one (equal to
+ * duet_qmv_row to rounding, not bit for bit), else one dot per row. */
+static inline void duet_qmv_rows(const duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
+                                 float *y) {
+    if (mv->rows) {
+        mv->rows(W, mv->K, (const float *)mv->x, r0, r1, y);
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) y[r] = duet_qmv_row(mv, W, r);
 }
 
 #endif

@@ -142,15 +142,16 @@ static void prepare(tf_decoder *d, const mv_job *jobs, int nj, const float *x, c
 
 /* The rows of every job, in chunks handed out dynamically; ends with the
  * worksharing loop's barrier. Call from every thread of the region, after
- * prepare (and its barrier). Chunks hold up to 128 KB of weights and are
- * sized for at least ~4 per thread, so a preempted thread holds up little. */
+ * prepare (and its barrier). Chunks hold 1/16 of the step's weights, 16 to
+ * 128 KB, so a preempted thread holds up little; their rows are a multiple
+ * of four (the multi-row kernels' groups) and do not depend on the thread
+ * count, so neither do the results. */
 static void run_jobs(const tf_decoder *d, const mv_job *jobs, int nj, const int *slot) {
     int64_t rows[DEC_SLOTS], nch[DEC_SLOTS], bytes = 0, total = 0;
     for (int j = 0; j < nj; j++) bytes += jobs[j].M * d->mv[slot[j]].wrb;
-    const int64_t cb = DUET_MAX((int64_t)8192, DUET_MIN((int64_t)131072,
-                                bytes / (4 * (int64_t)omp_get_num_threads())));
+    const int64_t cb = DUET_MAX((int64_t)16384, DUET_MIN((int64_t)131072, bytes / 16));
     for (int j = 0; j < nj; j++) {
-        rows[j] = DUET_MAX(1, DUET_MIN(jobs[j].M, cb / d->mv[slot[j]].wrb));
+        rows[j] = DUET_MAX(4, (cb / d->mv[slot[j]].wrb) & ~(int64_t)3);
         nch[j] = (jobs[j].M + rows[j] - 1) / rows[j];
         total += nch[j];
     }
@@ -162,10 +163,9 @@ static void run_jobs(const tf_decoder *d, const mv_job *jobs, int nj, const int 
         const mv_job *jb = &jobs[j];
         const duet_qmv *mv = &d->mv[slot[j]];
         const int64_t r0 = cc * rows[j], r1 = DUET_MIN(jb->M, r0 + rows[j]);
-        for (int64_t r = r0; r < r1; r++) {
-            const float v = duet_qmv_row(mv, jb->W, r);
-            jb->y[r] = jb->bias ? v + jb->bias[r] : v;
-        }
+        duet_qmv_rows(mv, jb->W, r0, r1, jb->y);
+        if (jb->bias)
+            for (int64_t r = r0; r < r1; r++) jb->y[r] += jb->bias[r];
     }
 }
 
