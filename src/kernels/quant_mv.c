@@ -45,6 +45,8 @@ void duet_qmv_prepare(duet_qmv *mv, duet_qtype t, int64_t K, const float *x, voi
     if (!off && (k == &duet_quant_kernels_avx512 || k == &duet_quant_kernels_avx512_vnni)) {
         if (t == DUET_QTYPE_F32) mv->rows = duet_qmv_rows_f32_avx512;
         if (t == DUET_QTYPE_F16) mv->rows = duet_qmv_rows_f16_avx512;
+        if (t == DUET_QTYPE_Q4_0 && k == &duet_quant_kernels_avx512_vnni)
+            mv->rows = duet_qmv_rows_q4_0_vnni;
     }
 #endif
     if (dt == DUET_QTYPE_F32) {

@@ -16,15 +16,19 @@
 
 #include "kernels/quant.h"
 
-/* y[r] = row r of W (K columns) . x for r0 <= r < r1: f32 or f16 rows,
- * several at a time (quant_mv_avx512.c). */
-typedef void (*duet_qmv_rows_fn)(const void *W, int64_t K, const float *x, int64_t r0,
+struct duet_qmv;
+
+/* y[r] = row r of W . the prepared vector, for r0 <= r < r1, several rows
+ * per call (quant_mv_avx512.c). */
+typedef void (*duet_qmv_rows_fn)(const struct duet_qmv *mv, const void *W, int64_t r0,
                                  int64_t r1, float *y);
 #if defined(__x86_64__)
-void duet_qmv_rows_f32_avx512(const void *W, int64_t K, const float *x, int64_t r0, int64_t r1,
+void duet_qmv_rows_f32_avx512(const struct duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
                               float *y);
-void duet_qmv_rows_f16_avx512(const void *W, int64_t K, const float *x, int64_t r0, int64_t r1,
+void duet_qmv_rows_f16_avx512(const struct duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
                               float *y);
+void duet_qmv_rows_q4_0_vnni(const struct duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
+                             float *y);
 #endif
 
 typedef struct duet_qmv {
@@ -50,12 +54,13 @@ static inline float duet_qmv_row(const duet_qmv *mv, const void *W, int64_t r) {
     return mv->prep ? mv->prep(mv->K, w, mv->x, mv->xd, mv->xs) : mv->dot(mv->K, w, mv->x);
 }
 
-/* Rows r0..r1-1: the multi-row kernel where there is one (equal to
- * duet_qmv_row to rounding, not bit for bit), else one dot per row. */
+/* Rows r0..r1-1: the multi-row kernel where there is one (f32 / f16: equal
+ * to duet_qmv_row to rounding, not bit for bit; Q4_0: the same bits), else
+ * one dot per row. */
 static inline void duet_qmv_rows(const duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
                                  float *y) {
     if (mv->rows) {
-        mv->rows(W, mv->K, (const float *)mv->x, r0, r1, y);
+        mv->rows(mv, W, r0, r1, y);
         return;
     }
     for (int64_t r = r0; r < r1; r++) y[r] = duet_qmv_row(mv, W, r);
