@@ -1885,6 +1885,12 @@ duet_status duet_tf_save_gguf(const duet_tf *m, const duet_tokenizer *tok, const
  * split into qtype's blocks falls back to Q8_0 (or keeps its type). All
  * metadata is copied; general.file_type is set. */
 duet_status duet_gguf_requantize(const char *in, const char *out, int qtype);
+/* qtype for duet_gguf_requantize: llama.cpp's Q4_K_M mix (general.file_type
+ * 15): Q6_K for output.weight (token_embd.weight when there is no output),
+ * and for attn_v / ffn_down in the layers use_more_bits picks (the first and
+ * last eighth, every third one between), Q5_K for a fused attn_qkv, Q4_K
+ * elsewhere; rows that do not split into 256 fall back to Q8_0. */
+#define DUET_QUANT_MIX_Q4_K_M 1015
 
 #ifdef __cplusplus
 }

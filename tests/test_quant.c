@@ -9,7 +9,8 @@
  *  - every dot kernel of every kernel set the CPU runs (scalar, AVX2,
  *    AVX-512 with and without VNNI) against the scalar reference, and the
  *    reference against a double-precision dot of the dequantized values;
- *  - matvec / matmul against per-row dots, thread-count independence, errors.
+ *  - matvec / matmul against per-row dots, thread-count independence, errors;
+ *  - the prompt path's integer tile layouts, and duet quantize's Q4_K_M mix.
  * With DUET_QUANT_BENCH=1 it also times matvec on a 2048 x 5632 matrix
  * (never part of the pass/fail).
  */
@@ -22,6 +23,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const duet_qtype SUPPORTED[] = {
     DUET_QTYPE_F32,  DUET_QTYPE_F16,  DUET_QTYPE_BF16, DUET_QTYPE_Q4_0,
@@ -690,6 +692,85 @@ static void test_gemm8_layout(void) {
     free(X), free(xq), free(out), free(W), free(wout);
 }
 
+/* duet_gguf_requantize with DUET_QUANT_MIX_Q4_K_M on a synthetic 16-layer
+ * file, against llama.cpp's rule as its llama-quant.cpp states it
+ * (LLAMA_FTYPE_MOSTLY_Q4_K_M): output.weight Q6_K; attn_v.weight and
+ * ffn_down Q6_K where use_more_bits(i, n) = i < n/8 || i >= 7n/8 ||
+ * (i - n/8) % 3 == 2 — for n = 16 the layers 0, 1, 4, 7, 10, 13, 14, 15 —
+ * else Q4_K; every other matrix Q4_K; rows of 64 fall back to Q8_0 (and still
+ * count for the layer rule); 1-D tensors keep F32; file_type 15. Then the
+ * values: each requantized matrix dequantizes to its own quantize ->
+ * dequantize round trip of the f32 source, bit for bit. */
+static void test_requantize_q4_k_m(void) {
+    enum { L = 16, C = 256, ROWS = 4 };
+    static const int more[L] = {1, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 1, 1};
+    char in[64], out[64];
+    snprintf(in, sizeof in, "/tmp/duet_tq_%d_in.gguf", (int)getpid());
+    snprintf(out, sizeof out, "/tmp/duet_tq_%d_out.gguf", (int)getpid());
+    float *data = malloc((size_t)C * 8 * sizeof(float));
+    gauss(data, C * 8, 41, 1.0f);
+    duet_gguf_writer *w = duet_gguf_writer_new();
+    char names[L * 4 + 3][48];
+    int nn = 0;
+    int64_t ne_big[2] = {C, 8}, ne_mat[2] = {C, ROWS}, ne_small[2] = {64, ROWS}, ne_vec[1] = {C};
+    duet_gguf_writer_add_u32(w, "general.file_type", 0);
+    duet_gguf_writer_add_tensor(w, "token_embd.weight", DUET_QTYPE_F32, 2, ne_big, data);
+    for (int l = 0; l < L; l++) {
+        static const char *kinds[4] = {"attn_q.weight", "attn_v.weight", "ffn_down.weight", "attn_norm.weight"};
+        for (int k = 0; k < 4; k++) {
+            snprintf(names[nn], sizeof names[nn], "blk.%d.%s", l, kinds[k]);
+            /* layer 3's ffn_down has rows of 64: the Q8_0 fallback */
+            const int64_t *ne = k == 3 ? ne_vec : (k == 2 && l == 3) ? ne_small : ne_mat;
+            duet_gguf_writer_add_tensor(w, names[nn], DUET_QTYPE_F32, k == 3 ? 1 : 2, ne, data);
+            nn++;
+        }
+    }
+    duet_gguf_writer_add_tensor(w, "output.weight", DUET_QTYPE_F32, 2, ne_big, data);
+    duet_status st = duet_gguf_writer_write(w, in);
+    duet_gguf_writer_free(w);
+    T_CHECK(st == DUET_OK, "q4_K_M: source file written: %s", duet_last_error());
+    st = duet_gguf_requantize(in, out, DUET_QUANT_MIX_Q4_K_M);
+    T_CHECK(st == DUET_OK, "q4_K_M: requantized: %s", duet_last_error());
+    duet_gguf *g = st == DUET_OK ? duet_gguf_open(out) : NULL;
+    if (g) {
+        int types_ok = duet_gguf_tensor_count(g) == 2 + 4 * L, values_ok = 1;
+        float *a = malloc((size_t)C * 8 * sizeof(float)), *b = malloc((size_t)C * 8 * sizeof(float));
+        uint8_t *q = malloc((size_t)C * 8 * sizeof(float));
+        for (int64_t i = 0; i < duet_gguf_tensor_count(g); i++) {
+            const duet_gguf_tensor *t = duet_gguf_tensor_at(g, i);
+            int want = DUET_QTYPE_Q4_K, layer = -1;
+            sscanf(t->name, "blk.%d.", &layer);
+            if (t->n_dims == 1) want = DUET_QTYPE_F32;
+            else if (strcmp(t->name, "output.weight") == 0) want = DUET_QTYPE_Q6_K;
+            else if (layer == 3 && strstr(t->name, "ffn_down")) want = DUET_QTYPE_Q8_0;
+            else if (strstr(t->name, "attn_v") || strstr(t->name, "ffn_down"))
+                want = more[layer] ? DUET_QTYPE_Q6_K : DUET_QTYPE_Q4_K;
+            if ((int)t->type != want) {
+                types_ok = 0;
+                printf("  %s: %s, want %s\n", t->name, duet_qtype_name(t->type), duet_qtype_name(want));
+            }
+            if (t->n_dims == 2) {
+                const int64_t n = t->numel;
+                duet_dequantize_row(t->type, t->data, a, n);
+                duet_quantize_row(t->type, data, q, n);
+                duet_dequantize_row(t->type, q, b, n);
+                values_ok &= memcmp(a, b, (size_t)n * sizeof(float)) == 0;
+            }
+        }
+        int64_t ft = -1;
+        T_CHECK(types_ok, "q4_K_M: output q6_K, attn_v / ffn_down q6_K in layers 0 1 4 7 10 13 "
+                "14 15, rows of 64 q8_0, the rest q4_K, vectors f32");
+        T_CHECK(values_ok, "q4_K_M: every matrix = its type's quantize of the source");
+        T_CHECK(duet_gguf_get_int(g, "general.file_type", &ft) == DUET_OK && ft == 15,
+                "q4_K_M: general.file_type 15 (got %lld)", (long long)ft);
+        free(a), free(b), free(q);
+    }
+    duet_gguf_close(g);
+    unlink(in);
+    unlink(out);
+    free(data);
+}
+
 /* ======================================================================== */
 /* Timing (DUET_QUANT_BENCH=1 only)                                          */
 /* ======================================================================== */
@@ -753,6 +834,7 @@ int main(void) {
     duet_kernel_force(isa);
     test_matmul_gemm();
     test_gemm8_layout();
+    test_requantize_q4_k_m();
     if (getenv("DUET_QUANT_BENCH")) bench_matvec();
     return t_done();
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 /* A type name as the user wrote it ("q4_k", "Q8_0", "f16"); -1 when not writable. */
@@ -79,21 +80,24 @@ int cmd_quantize(int argc, char **argv) {
     const char *type = NULL;
     enum { O_TYPE, O_COUNT };
     cli_opt opts[O_COUNT] = {
-        [O_TYPE] = {"type", 't', OPT_STR, &type, "q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, f16, bf16 or f32 (required)", 0},
+        [O_TYPE] = {"type", 't', OPT_STR, &type, "q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q4_k_m, q5_k, q6_k, f16, bf16 or f32 (required)", 0},
     };
     const char *pos[2] = {NULL, NULL};
     int npos = 0;
     int rc = cli_parse(cmd, "IN.gguf OUT.gguf --type T\n\n"
                        "Rewrites every matrix of a GGUF file in another type (llama.cpp's rules:\n"
                        "1-D tensors and position tables keep theirs; K-quant rows that do not\n"
-                       "split into 256 fall back to q8_0). Metadata is copied.",
+                       "split into 256 fall back to q8_0). Metadata is copied.\n\n"
+                       "q4_k_m is llama.cpp's Q4_K_M mix: q6_k for output.weight and for attn_v\n"
+                       "and ffn_down in the first and last eighth of the layers and every third\n"
+                       "layer between, q5_k for a fused attn_qkv, q4_k for the other matrices.",
                        argc, argv, opts, O_COUNT, pos, 2, &npos);
     if (rc) return rc < 0 ? 0 : rc;
     if (npos != 2 || !type) {
         cli_error(cmd, "need IN.gguf OUT.gguf and --type (duet quantize in.gguf out.gguf --type q4_0)");
         return EXIT_USAGE;
     }
-    const int qt = parse_type(cmd, type);
+    const int qt = strcasecmp(type, "q4_k_m") == 0 ? DUET_QUANT_MIX_Q4_K_M : parse_type(cmd, type);
     if (qt < 0) return EXIT_USAGE;
     if (strcmp(pos[0], pos[1]) == 0) {
         cli_error(cmd, "IN and OUT are the same file; write to a new one");

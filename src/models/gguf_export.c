@@ -1,8 +1,8 @@
 /*
  * gguf_export.c — GGUF writers for language models: duet_tf_save_gguf
  * (one of duet's own storytellers -> a GGUF file llama.cpp and duet both
- * read) and duet_gguf_requantize (GGUF -> GGUF in another weight type, as
- * llama.cpp's quantize does it).
+ * read) and duet_gguf_requantize (GGUF -> GGUF in another weight type, or
+ * llama.cpp's Q4_K_M mix, as llama.cpp's quantize does it).
  *
  * Export layout (llama.cpp's names and keys, the same table the reader uses:
  * loaders_gguf_name):
@@ -308,7 +308,27 @@ duet_status duet_tf_save_gguf(const duet_tf *mc, const duet_tokenizer *tok, cons
 
 /* ==== GGUF -> GGUF ======================================================== */
 
+/* llama.cpp's use_more_bits(i_layer, n_layers) (llama-quant.cpp). */
+static int use_more_bits(int64_t i, int64_t n) {
+    return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+}
+
+/* The type the Q4_K_M mix gives tensor `name` (llama_tensor_get_type for
+ * LLAMA_FTYPE_MOSTLY_Q4_K_M, dense models): attn_v and ffn_down count their
+ * tensors in file order (i_attention_wv / i_ffn_down) out of n_v / n_down. */
+static int q4_k_m_type(const char *name, int has_output, int64_t *i_v, int64_t n_v,
+                       int64_t *i_down, int64_t n_down) {
+    if (strcmp(name, "output.weight") == 0 || (!has_output && strcmp(name, "token_embd.weight") == 0))
+        return DUET_QTYPE_Q6_K;
+    if (strstr(name, "attn_v.weight")) return use_more_bits((*i_v)++, n_v) ? DUET_QTYPE_Q6_K : DUET_QTYPE_Q4_K;
+    if (strstr(name, "ffn_down")) return use_more_bits((*i_down)++, n_down) ? DUET_QTYPE_Q6_K : DUET_QTYPE_Q4_K;
+    if (strstr(name, "attn_qkv.weight")) return DUET_QTYPE_Q5_K;
+    return DUET_QTYPE_Q4_K;
+}
+
 duet_status duet_gguf_requantize(const char *in, const char *out, int qtype) {
+    const int mix = qtype == DUET_QUANT_MIX_Q4_K_M;
+    if (mix) qtype = DUET_QTYPE_Q4_K;
     if (!writable_type(qtype))
         return duet_set_error(DUET_ERR_ARG, "quantize: type %s cannot be written (use f32 f16 "
                               "bf16 q8_0 q4_0 q4_1 q5_0 q5_1 q4_K q5_K q6_K)",
@@ -327,8 +347,16 @@ duet_status duet_gguf_requantize(const char *in, const char *out, int qtype) {
         if (strcmp(k, "general.file_type") == 0 || strcmp(k, "general.alignment") == 0) continue;
         st = duet_gguf_writer_copy_kv(w, g, i);
     }
-    if (st == DUET_OK) st = duet_gguf_writer_add_u32(w, "general.file_type", file_type(qtype));
-    int64_t rowcap = 0;
+    if (st == DUET_OK) st = duet_gguf_writer_add_u32(w, "general.file_type", mix ? 15 : file_type(qtype));
+    int64_t rowcap = 0, i_v = 0, n_v = 0, i_down = 0, n_down = 0;
+    int has_output = 0;
+    for (int64_t i = 0; i < nt; i++) { /* the matrices the counters run over */
+        const duet_gguf_tensor *t = duet_gguf_tensor_at(g, i);
+        if (t->n_dims < 2) continue;
+        n_v += strstr(t->name, "attn_v.weight") != NULL;
+        n_down += strstr(t->name, "ffn_down") != NULL;
+        has_output |= strcmp(t->name, "output.weight") == 0;
+    }
     for (int64_t i = 0; i < nt && st == DUET_OK; i++) {
         const duet_gguf_tensor *t = duet_gguf_tensor_at(g, i);
         int ty = t->type;
@@ -336,7 +364,8 @@ duet_status duet_gguf_requantize(const char *in, const char *out, int qtype) {
         /* matrices only; position tables stay (llama.cpp keeps them too) */
         if (t->n_dims >= 2 && writable_type(t->type) && rows > 0 &&
             strcmp(t->name, "position_embd.weight") != 0) {
-            if (cols % duet_qtype_block_size(qtype) == 0) ty = qtype;
+            const int want = mix ? q4_k_m_type(t->name, has_output, &i_v, n_v, &i_down, n_down) : qtype;
+            if (cols % duet_qtype_block_size(want) == 0) ty = want;
             else if (cols % 32 == 0) ty = DUET_QTYPE_Q8_0; /* K-quant rows that do not split */
         }
         const void *data = t->data;
