@@ -420,6 +420,48 @@ static void test_dot_axpy(const char *isa) {
     }
 }
 
+/* One query row of attention against a double-precision softmax and sum:
+ * head sizes on and off the AVX-512 kernel's 16..128 fast path, key counts
+ * around its groups of four, a row stride wider than the head. */
+static void test_attend_row(const char *isa) {
+    static const int64_t hss[] = {16, 48, 64, 80, 128, 20, 144, 256};
+    static const int64_t ss[] = {1, 2, 3, 4, 5, 7, 8, 33, 130};
+    for (size_t h = 0; h < sizeof hss / sizeof *hss; h++)
+        for (size_t si = 0; si < sizeof ss / sizeof *ss; si++) {
+            const int64_t HS = hss[h], S = ss[si], ld = 3 * HS + 5;
+            float *q = malloc(sizeof(float) * (size_t)HS), *kv = malloc(sizeof(float) * (size_t)(2 * S * ld));
+            float *att = malloc(sizeof(float) * (size_t)S), *out = malloc(sizeof(float) * (size_t)HS);
+            double *p = malloc(sizeof(double) * (size_t)S);
+            t_fill_uniform(q, HS, 101 + (uint64_t)(HS * 7 + S), -1.0f, 1.0f);
+            t_fill_uniform(kv, 2 * S * ld, 202 + (uint64_t)(HS * 7 + S), -1.0f, 1.0f);
+            const float *k = kv, *v = kv + S * ld;
+            const float scale = 1.0f / sqrtf((float)HS) * 2.5f; /* peaky enough to matter */
+            double mx = -1e300, z = 0;
+            for (int64_t s = 0; s < S; s++) {
+                double d = 0;
+                for (int64_t i = 0; i < HS; i++) d += (double)q[i] * (double)k[s * ld + i];
+                p[s] = (double)scale * d;
+                mx = fmax(mx, p[s]);
+            }
+            for (int64_t s = 0; s < S; s++) z += (p[s] = exp(p[s] - mx));
+            for (int64_t s = 0; s < S; s++) p[s] /= z;
+            duet_k.attend_row(out, att, q, k, v, ld, S, HS, scale);
+            double ea = 0, eo = 0;
+            for (int64_t s = 0; s < S; s++) ea = fmax(ea, fabs((double)att[s] - p[s]));
+            for (int64_t i = 0; i < HS; i++) {
+                double o = 0;
+                for (int64_t s = 0; s < S; s++) o += p[s] * (double)v[s * ld + i];
+                eo = fmax(eo, fabs((double)out[i] - o));
+            }
+            /* scores: HS-term float sums (|q.k| <= HS); softmax: exp and one
+             * division in float; values within 1 in magnitude */
+            T_CHECK(ea <= 2e-6 * (double)HS * (double)scale + 1e-6 && eo <= 2e-5,
+                    "%s attend_row HS=%lld S=%lld: probabilities off by %.3g, output by %.3g",
+                    isa, (long long)HS, (long long)S, ea, eo);
+            free(q), free(kv), free(att), free(out), free(p);
+        }
+}
+
 int main(void) {
     duet_init();
     const char *def = duet_kernel_isa();
@@ -433,7 +475,7 @@ int main(void) {
         }
         T_CHECK(strcmp(duet_kernel_isa(), ISAS[i]) == 0, "forced %s", ISAS[i]);
         T_CHECK(duet_k.sgemm && duet_k.softmax_rows && duet_k.layernorm_rows &&
-                    duet_k.rmsnorm_rows && duet_k.dot && duet_k.axpy,
+                    duet_k.rmsnorm_rows && duet_k.dot && duet_k.axpy && duet_k.attend_row,
                 "%s: every entry is set", ISAS[i]);
         ran++;
         test_gemm_set(ISAS[i]);
@@ -442,6 +484,7 @@ int main(void) {
         test_softmax(ISAS[i]);
         test_norms(ISAS[i]);
         test_dot_axpy(ISAS[i]);
+        test_attend_row(ISAS[i]);
     }
     T_CHECK(ran >= 1, "at least the scalar set ran");
     duet_kernel_force(def);

@@ -95,6 +95,7 @@ static void install(const duet_kernels *k) {
     if (k->rmsnorm_rows) duet_k.rmsnorm_rows = k->rmsnorm_rows;
     if (k->dot) duet_k.dot = k->dot;
     if (k->axpy) duet_k.axpy = k->axpy;
+    if (k->attend_row) duet_k.attend_row = k->attend_row;
 }
 
 static int can_avx2(void) {

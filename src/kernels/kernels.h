@@ -32,6 +32,12 @@ typedef struct duet_kernels {
     float (*dot)(const float *a, const float *b, int64_t n);
     /* y += a * x */
     void (*axpy)(float *y, float a, const float *x, int64_t n);
+    /* One query row of attention over S rows of keys k and values v (row
+     * stride ld, HS wide): att[s] = softmax_s(scale * q . k_s), out[0..HS) =
+     * sum_s att[s] v_s. The scalar set's entry composes the installed set's
+     * dot, softmax_rows and axpy (duet_attend_row_generic). */
+    void (*attend_row)(float *out, float *att, const float *q, const float *k, const float *v,
+                       int64_t ld, int64_t S, int64_t HS, float scale);
     /* quantized dot products (kernels/quant.h), picked with the set by install() */
     const struct duet_quant_kernels *quant;
 } duet_kernels;
@@ -41,6 +47,10 @@ typedef struct duet_kernels {
 const struct duet_quant_kernels *duet_quant_kernels_select(const char *isa, unsigned features);
 
 extern duet_kernels duet_k;
+
+/* attend_row from duet_k's dot, softmax_rows and axpy (kernels_scalar.c). */
+void duet_attend_row_generic(float *out, float *att, const float *q, const float *k,
+                             const float *v, int64_t ld, int64_t S, int64_t HS, float scale);
 
 /* Kernel sets; a NULL entry in an ISA set falls back to the scalar one. */
 extern const duet_kernels duet_kernels_scalar;

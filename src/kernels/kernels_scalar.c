@@ -70,6 +70,14 @@ static void axpy_scalar(float *y, float a, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+void duet_attend_row_generic(float *out, float *att, const float *q, const float *k,
+                             const float *v, int64_t ld, int64_t S, int64_t HS, float scale) {
+    for (int64_t s = 0; s < S; s++) att[s] = scale * duet_k.dot(q, k + s * ld, HS);
+    if (S > 0) duet_k.softmax_rows(att, att, 1, S);
+    for (int64_t i = 0; i < HS; i++) out[i] = 0.0f;
+    for (int64_t s = 0; s < S; s++) duet_k.axpy(out, att[s], v + s * ld, HS);
+}
+
 const duet_kernels duet_kernels_scalar = {
     .isa = "scalar",
     /* blocked plain C; duet_sgemm_ref stays the triple-loop reference */
@@ -79,4 +87,5 @@ const duet_kernels duet_kernels_scalar = {
     .rmsnorm_rows = rmsnorm_rows_scalar,
     .dot = dot_scalar,
     .axpy = axpy_scalar,
+    .attend_row = duet_attend_row_generic,
 };

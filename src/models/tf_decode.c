@@ -169,8 +169,8 @@ static void run_jobs(const tf_decoder *d, const mv_job *jobs, int nj, const int 
     }
 }
 
-/* Query head h over the S cached positions, as the graph's attention does
- * for one query row (same dot, softmax and axpy kernels). */
+/* Query head h over the S cached positions: the kernel the graph's
+ * attention uses for one query row. */
 static void attend(const duet_tf *m, tf_decoder *d, int64_t l, int64_t h, int64_t S) {
     const duet_tf_params *p = &m->p;
     const int64_t HS = m->HS, NH = p->heads, NKV = p->kv_heads, row = NKV * HS;
@@ -180,10 +180,7 @@ static void attend(const duet_tf *m, tf_decoder *d, int64_t l, int64_t h, int64_
     const float *vg = m->vcache + l * p->ctx * row + g * HS;
     const float *qh = d->q + h * HS;
     float *at = d->att + h * p->ctx, *oh = d->ao + h * HS;
-    for (int64_t s = 0; s < S; s++) at[s] = scale * duet_k.dot(qh, kg + s * row, HS);
-    duet_k.softmax_rows(at, at, 1, S);
-    memset(oh, 0, sizeof(float) * (size_t)HS);
-    for (int64_t s = 0; s < S; s++) duet_k.axpy(oh, at[s], vg + s * row, HS);
+    duet_k.attend_row(oh, at, qh, kg, vg, row, S, HS, scale);
 }
 
 static void rope(const duet_tf *m, tf_decoder *d, float *x, int64_t nh, int64_t pos) {

@@ -52,13 +52,10 @@ static void att_fwd_rows(float *oh, float *ah, const float *qh, const float *kg,
                          const float *vg, int64_t T, int64_t S, int64_t ldq, int64_t ldkv,
                          int64_t HS, int causal, float scale) {
     for (int64_t t = 0; t < T; t++) {
-        const float *qt = qh + t * ldq;
-        float *at = ah + t * S, *ot = oh + t * ldq;
+        float *at = ah + t * S;
         int64_t L = att_keys(t, T, S, causal);
-        for (int64_t s = 0; s < L; s++) at[s] = scale * duet_k.dot(qt, kg + s * ldkv, HS);
-        att_softmax_row(at, L, S);
-        memset(ot, 0, sizeof(float) * (size_t)HS);
-        for (int64_t s = 0; s < L; s++) duet_k.axpy(ot, at[s], vg + s * ldkv, HS);
+        duet_k.attend_row(oh + t * ldq, at, qh + t * ldq, kg, vg, ldkv, L, HS, scale);
+        if (S > L) memset(at + L, 0, sizeof(float) * (size_t)(S - L));
     }
 }
 
