@@ -25,8 +25,9 @@
  *
  * Batches (duet_quant_matmul with N >= 16 rows, a prompt) take a GEMM path
  * instead: f32 weights straight into duet_sgemm; Q8_0 / Q4_0 on kernel sets
- * with an integer tile (AVX-512 VNNI) as 4 x 4 tiles of u8 weight codes
- * times Q8_0 activations; every other type as tiles of exactly dequantized
+ * with an integer tile (AVX-512 VNNI) as 4-row x 3-token tiles of u8
+ * weight codes times Q8_0 activations (layout: quant.h, duet_qgemm8_fn);
+ * every other type as tiles of exactly dequantized
  * rows times duet_sgemm.
  *
  * What it is not: a ggml port — types ggml has but duet does not implement
