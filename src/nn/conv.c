@@ -296,7 +296,8 @@ void duet_conv2d_forward(float *out, const float *inp, const float *weight, cons
     DUET_ASSERT(OH >= 1 && OW >= 1);
     const int64_t CKK = C * K * K, OHW = OH * OW;
     if (stride == 1 &&
-        (duet_conv_winograd_forward(out, inp, weight, bias, NULL, 0.0f, N, C, H, W, OC, K, pad) == 0 ||
+        (duet_conv_winograd_forward(out, inp, weight, bias, NULL, 0.0f, N, C, H, W, OC, K,
+                                    pad) == 0 ||
          duet_conv_igemm_forward(out, inp, weight, bias, NULL, 0.0f, N, C, H, W, OC, K, pad) == 0))
         return;
     const int64_t nb = conv_chunk(N, OHW, CKK);
