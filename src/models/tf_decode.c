@@ -8,10 +8,13 @@
  * an op with its own parallel region, and on a 2-core machine a region's
  * fork/join (waking the other thread when it has gone to sleep) costs tens
  * of microseconds: for small models that was a third of the time per token.
- * Here the threads stay in one region; the work between matrix products
- * runs on one thread (`omp single`, a barrier after it) and each product's
- * rows — of every matrix that reads the same input at once: q, k and v;
- * gate and up — go to the threads in chunks (dynamic schedule).
+ * Here the threads stay in one region. Each product's rows — of every
+ * matrix that reads the same input at once: q, k and v; gate and up — go
+ * to the threads in chunks (dynamic schedule); the short vector work
+ * between products (residual adds, norms, the activation, quantizing the
+ * next input) every thread does for itself on its own copy of the residual
+ * stream, so a block has five barriers: after q/k/v, attention (a kv group
+ * per task: RoPE of its key, then its query heads), wo, gate/up and down.
  *
  * Same arithmetic as the graph path where it reads the same weights: the
  * norms, activations, RoPE and attention call the same row kernels, and a
@@ -38,12 +41,23 @@
 
 #define DEC_SLOTS 3 /* matrices that read one input in one step (q, k, v) */
 
-typedef struct tf_decoder {
-    float *buf;
-    float *x, *h, *q, *ao, *tmp, *f1, *f3, *att, *cs;
-    uint8_t *qs;         /* DEC_SLOTS prepared vectors */
-    int64_t qslot;       /* bytes per slot */
+/* What each thread keeps for itself: the residual stream, the normed or
+ * activated input of the next product, that input prepared for the weight
+ * types (DEC_SLOTS vectors), RoPE's cos/sin for this position. */
+typedef struct dec_thread {
+    float *x, *h, *f, *cs, *rope_u;
+    uint8_t *qs;
     duet_qmv mv[DEC_SLOTS];
+} dec_thread;
+
+typedef struct tf_decoder {
+    float *buf;                      /* shared: q, ao, tmp, f1, f3, att */
+    float *q, *ao, *tmp, *f1, *f3, *att;
+    int nthreads;                    /* dec_thread entries */
+    dec_thread *th;
+    float *tbuf;                     /* per-thread floats, back to back */
+    uint8_t *tqs;                    /* per-thread prepared vectors */
+    int64_t qslot;                   /* bytes per slot */
 } tf_decoder;
 
 /* One matrix of a step: y[r] = W[r] . x (+ bias[r]) for r < M. */
@@ -55,44 +69,84 @@ typedef struct mv_job {
     const float *bias;
 } mv_job;
 
+static void dec_free_threads(tf_decoder *d) {
+    duet_free(d->th);
+    duet_free(d->tbuf);
+    duet_free(d->tqs);
+    d->th = NULL;
+    d->tbuf = NULL;
+    d->tqs = NULL;
+    d->nthreads = 0;
+}
+
 void tf_decode_free(duet_tf *m) {
     if (!m->dec) return;
+    dec_free_threads(m->dec);
     duet_free(m->dec->buf);
-    duet_free(m->dec->qs);
     duet_free(m->dec);
     m->dec = NULL;
 }
 
+static int64_t pad16(int64_t n) { return (n + 15) & ~(int64_t)15; }
+
+static int64_t hidden_of(const duet_tf *m) {
+    return m->p.layers > 0 ? m->layers[0].w1->shape[0] : 0;
+}
+
+/* Per-thread state for nt threads (grown when more are asked for). */
+static int dec_threads(duet_tf *m, tf_decoder *d, int nt) {
+    if (d->nthreads >= nt) return 1;
+    dec_free_threads(d);
+    const int64_t C = m->p.dim, HS = m->HS, H = hidden_of(m);
+    const int64_t per = pad16(C) + pad16(C) + pad16(H) + pad16(HS) + pad16(HS);
+    d->th = duet_alloc(sizeof(dec_thread) * (size_t)nt);
+    d->tbuf = duet_alloc(sizeof(float) * (size_t)(per * nt));
+    d->tqs = duet_alloc((size_t)(DEC_SLOTS * d->qslot * nt) + 64);
+    if (!d->th || !d->tbuf || !d->tqs) {
+        dec_free_threads(d);
+        return 0;
+    }
+    uint8_t *q = (uint8_t *)(((uintptr_t)d->tqs + 63) & ~(uintptr_t)63);
+    for (int t = 0; t < nt; t++) {
+        dec_thread *th = &d->th[t];
+        memset(th, 0, sizeof *th);
+        float *f = d->tbuf + per * t;
+        th->x = f, f += pad16(C);
+        th->h = f, f += pad16(C);
+        th->f = f, f += pad16(H);
+        th->cs = f, f += pad16(HS);
+        th->rope_u = f;
+        th->qs = q + DEC_SLOTS * d->qslot * t;
+    }
+    d->nthreads = nt;
+    return 1;
+}
+
 static tf_decoder *dec_alloc(duet_tf *m) {
     const duet_tf_params *p = &m->p;
-    const int64_t C = p->dim, Q = p->heads * m->HS, NH = p->heads;
-    const int64_t H = p->layers > 0 ? m->layers[0].w1->shape[0] : 0;
+    const int64_t C = p->dim, Q = p->heads * m->HS, NH = p->heads, H = hidden_of(m);
     const int64_t KM = DUET_MAX(DUET_MAX(C, Q), H);
     tf_decoder *d = duet_alloc(sizeof *d);
     if (!d) return NULL;
     memset(d, 0, sizeof *d);
-    /* 16-float aligned pieces */
-    const int64_t sz[] = {C, C, Q, Q, C, H, H, NH * p->ctx, m->HS};
+    const int64_t sz[] = {Q, Q, C, H, H, NH * p->ctx};
     int64_t total = 0;
-    for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) total += (sz[i] + 15) & ~(int64_t)15;
+    for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) total += pad16(sz[i]);
     d->buf = duet_alloc((size_t)total * sizeof(float));
     /* a slot holds the vector prepared for any weight type */
     int64_t slot = 0;
     for (int t = 0; t < DUET_QTYPE_COUNT; t++)
         if (duet_qtype_supported(t)) slot = DUET_MAX(slot, duet_qmv_scratch_bytes((duet_qtype)t, KM));
     d->qslot = (slot + 127) & ~(int64_t)63;
-    d->qs = duet_alloc((size_t)(DEC_SLOTS * d->qslot) + 64);
-    if (!d->buf || !d->qs) {
-        duet_free(d->buf);
-        duet_free(d->qs);
+    if (!d->buf) {
         duet_free(d);
         return NULL;
     }
     float *f = d->buf;
-    float **dst[] = {&d->x, &d->h, &d->q, &d->ao, &d->tmp, &d->f1, &d->f3, &d->att, &d->cs};
+    float **dst[] = {&d->q, &d->ao, &d->tmp, &d->f1, &d->f3, &d->att};
     for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) {
         *dst[i] = f;
-        f += (sz[i] + 15) & ~(int64_t)15;
+        f += pad16(sz[i]);
     }
     return d;
 }
@@ -121,7 +175,7 @@ static void add_row(float *x, const float *a, int64_t n) {
 }
 
 /* Which prepared vector each job reads: jobs of one weight type (and width)
- * share one. Every thread derives the same answer from the shared jobs. */
+ * share one. */
 static void share(const mv_job *jobs, int nj, int *slot) {
     for (int j = 0; j < nj; j++) {
         slot[j] = j;
@@ -133,25 +187,26 @@ static void share(const mv_job *jobs, int nj, int *slot) {
     }
 }
 
-/* Prepares x for the jobs' weight types; call from inside `omp single`. */
-static void prepare(tf_decoder *d, const mv_job *jobs, int nj, const float *x, const int *slot) {
+/* This thread's copy of x prepared for the jobs' weight types. */
+static void prepare(const tf_decoder *d, dec_thread *th, const mv_job *jobs, int nj,
+                    const float *x, const int *slot) {
     for (int j = 0; j < nj; j++)
         if (slot[j] == j)
-            duet_qmv_prepare(&d->mv[j], jobs[j].t, jobs[j].K, x, d->qs + j * d->qslot);
+            duet_qmv_prepare(&th->mv[j], jobs[j].t, jobs[j].K, x, th->qs + j * d->qslot);
 }
 
 /* The rows of every job, in chunks handed out dynamically; ends with the
- * worksharing loop's barrier. Call from every thread of the region, after
- * prepare (and its barrier). Chunks hold 1/16 of the step's weights, 16 to
+ * worksharing loop's barrier. Every thread calls it with its own prepared
+ * vectors (the same values). Chunks hold 1/16 of the step's weights, 16 to
  * 128 KB, so a preempted thread holds up little; their rows are a multiple
  * of four (the multi-row kernels' groups) and do not depend on the thread
  * count, so neither do the results. */
-static void run_jobs(const tf_decoder *d, const mv_job *jobs, int nj, const int *slot) {
+static void run_jobs(const dec_thread *th, const mv_job *jobs, int nj, const int *slot) {
     int64_t rows[DEC_SLOTS], nch[DEC_SLOTS], bytes = 0, total = 0;
-    for (int j = 0; j < nj; j++) bytes += jobs[j].M * d->mv[slot[j]].wrb;
+    for (int j = 0; j < nj; j++) bytes += jobs[j].M * th->mv[slot[j]].wrb;
     const int64_t cb = DUET_MAX((int64_t)16384, DUET_MIN((int64_t)131072, bytes / 16));
     for (int j = 0; j < nj; j++) {
-        rows[j] = DUET_MAX(4, (cb / d->mv[slot[j]].wrb) & ~(int64_t)3);
+        rows[j] = DUET_MAX(4, (cb / th->mv[slot[j]].wrb) & ~(int64_t)3);
         nch[j] = (jobs[j].M + rows[j] - 1) / rows[j];
         total += nch[j];
     }
@@ -161,7 +216,7 @@ static void run_jobs(const tf_decoder *d, const mv_job *jobs, int nj, const int 
         int64_t cc = c;
         while (cc >= nch[j]) cc -= nch[j++];
         const mv_job *jb = &jobs[j];
-        const duet_qmv *mv = &d->mv[slot[j]];
+        const duet_qmv *mv = &th->mv[slot[j]];
         const int64_t r0 = cc * rows[j], r1 = DUET_MIN(jb->M, r0 + rows[j]);
         duet_qmv_rows(mv, jb->W, r0, r1, jb->y);
         if (jb->bias)
@@ -169,25 +224,51 @@ static void run_jobs(const tf_decoder *d, const mv_job *jobs, int nj, const int 
     }
 }
 
-/* Query head h over the S cached positions: the kernel the graph's
- * attention uses for one query row. */
-static void attend(const duet_tf *m, tf_decoder *d, int64_t l, int64_t h, int64_t S) {
-    const duet_tf_params *p = &m->p;
-    const int64_t HS = m->HS, NH = p->heads, NKV = p->kv_heads, row = NKV * HS;
-    const float scale = 1.0f / sqrtf((float)HS);
-    const int64_t g = h / (NH / NKV);
-    const float *kg = m->kcache + l * p->ctx * row + g * HS;
-    const float *vg = m->vcache + l * p->ctx * row + g * HS;
-    const float *qh = d->q + h * HS;
-    float *at = d->att + h * p->ctx, *oh = d->ao + h * HS;
-    duet_k.attend_row(oh, at, qh, kg, vg, row, S, HS, scale);
+/* cos / sin of RoPE's pairs at pos, exactly as the graph's RoPE forms them:
+ * the rotation applied to a vector of (1, 0) pairs. */
+static void rope_table(const duet_tf *m, dec_thread *th, int64_t pos) {
+    const int64_t HS = m->HS, P = HS / 2, e0 = m->neox ? 1 : 2, off = m->neox ? P : 1;
+    float *u = th->rope_u;
+    for (int64_t i = 0; i < HS; i++) u[i] = 0.0f;
+    for (int64_t i = 0; i < P; i++) u[i * e0] = 1.0f;
+    if (m->rope_freq_scale == 1.0f && !m->rope_freqs)
+        duet_rope_forward(u, u, 1, 1, 1, HS, pos, m->p.rope_theta, m->neox);
+    else
+        tf_rope_scaled_rows(m, u, u, 1, 1, 1, pos, th->cs);
+    for (int64_t i = 0; i < P; i++) {
+        th->cs[2 * i] = u[i * e0];
+        th->cs[2 * i + 1] = u[i * e0 + off];
+    }
 }
 
-static void rope(const duet_tf *m, tf_decoder *d, float *x, int64_t nh, int64_t pos) {
-    if (m->rope_freq_scale == 1.0f && !m->rope_freqs)
-        duet_rope_forward(x, x, 1, 1, nh, m->HS, pos, m->p.rope_theta, m->neox);
-    else
-        tf_rope_scaled_rows(m, x, x, 1, 1, nh, pos, d->cs);
+/* One head's rotation with the table (the graph's float operations). */
+static void rope_head(const duet_tf *m, const dec_thread *th, float *x) {
+    const int64_t P = m->HS / 2, e0 = m->neox ? 1 : 2, off = m->neox ? P : 1;
+    const float *cs = th->cs;
+    for (int64_t i = 0; i < P; i++) {
+        const int64_t a = i * e0;
+        const float x0 = x[a], x1 = x[a + off], c = cs[2 * i], s = cs[2 * i + 1];
+        x[a] = x0 * c - x1 * s;
+        x[a + off] = x0 * s + x1 * c;
+    }
+}
+
+/* KV group g at layer l: RoPE of its new key (llama), then each of its
+ * query heads (RoPE, attention over the S cached positions). */
+static void attend_group(const duet_tf *m, tf_decoder *d, const dec_thread *th, int64_t l,
+                         int64_t g, int64_t pos, int rope) {
+    const duet_tf_params *p = &m->p;
+    const int64_t HS = m->HS, NH = p->heads, NKV = p->kv_heads, row = NKV * HS, S = pos + 1;
+    const int64_t per = NH / NKV;
+    const float scale = 1.0f / sqrtf((float)HS);
+    const float *kg = m->kcache + l * p->ctx * row + g * HS;
+    const float *vg = m->vcache + l * p->ctx * row + g * HS;
+    if (rope) rope_head(m, th, m->kcache + (l * p->ctx + pos) * row + g * HS);
+    for (int64_t h = g * per; h < (g + 1) * per; h++) {
+        float *qh = d->q + h * HS;
+        if (rope) rope_head(m, th, qh);
+        duet_k.attend_row(d->ao + h * HS, d->att + h * p->ctx, qh, kg, vg, row, S, HS, scale);
+    }
 }
 
 int tf_decode_one(duet_tf *m, int32_t id, float *logits, duet_status *st) {
@@ -201,32 +282,8 @@ int tf_decode_one(duet_tf *m, int32_t id, float *logits, duet_status *st) {
     tf_decoder *d = m->dec;
     const duet_tf_params *p = &m->p;
     const int gpt2 = p->arch == DUET_TF_ARCH_GPT2;
-    const int64_t C = p->dim, NH = p->heads, NKV = p->kv_heads, row = NKV * m->HS;
-    const int64_t pos = m->pos, S = pos + 1, L = p->layers;
-
-    /* embedding (and GPT-2's position row) */
-    {
-        const int64_t ti = m->tok_emb - m->tensors;
-        if (m->nat_ptr[ti])
-            duet_dequantize_row((duet_qtype)m->nat_type[ti],
-                                (const uint8_t *)m->nat_ptr[ti] +
-                                    id * duet_qtype_row_bytes(m->nat_type[ti], C),
-                                d->x, C);
-        else
-            memcpy(d->x, (const float *)m->tok_emb->data + id * C, (size_t)C * sizeof(float));
-        if (gpt2) {
-            const int64_t pi = m->pos_emb - m->tensors;
-            if (m->nat_ptr[pi]) {
-                duet_dequantize_row((duet_qtype)m->nat_type[pi],
-                                    (const uint8_t *)m->nat_ptr[pi] +
-                                        pos * duet_qtype_row_bytes(m->nat_type[pi], C),
-                                    d->tmp, C);
-                add_row(d->x, d->tmp, C);
-            } else {
-                add_row(d->x, (const float *)m->pos_emb->data + pos * C, C);
-            }
-        }
-    }
+    const int64_t C = p->dim, NKV = p->kv_heads, row = NKV * m->HS;
+    const int64_t pos = m->pos, L = p->layers, H = hidden_of(m);
 
     /* threads: a model this small is done before a second thread wakes */
     int64_t wbytes = 0;
@@ -239,11 +296,38 @@ int tf_decode_one(duet_tf *m, int32_t id, float *logits, duet_status *st) {
         }
     }
     const int nt = wbytes < ((int64_t)1 << 20) ? 1 : duet_get_threads();
+    if (!dec_threads(m, d, nt)) return 0; /* no memory: the graph path */
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
+        dec_thread *th = &d->th[omp_get_thread_num()];
         mv_job jobs[DEC_SLOTS];
         int slot[DEC_SLOTS];
+        /* embedding (and GPT-2's position row), RoPE's table: every thread */
+        {
+            const int64_t ti = m->tok_emb - m->tensors;
+            if (m->nat_ptr[ti])
+                duet_dequantize_row((duet_qtype)m->nat_type[ti],
+                                    (const uint8_t *)m->nat_ptr[ti] +
+                                        id * duet_qtype_row_bytes(m->nat_type[ti], C),
+                                    th->x, C);
+            else
+                memcpy(th->x, (const float *)m->tok_emb->data + id * C, (size_t)C * sizeof(float));
+            if (gpt2) {
+                const int64_t pi = m->pos_emb - m->tensors;
+                if (m->nat_ptr[pi]) {
+                    duet_dequantize_row((duet_qtype)m->nat_type[pi],
+                                        (const uint8_t *)m->nat_ptr[pi] +
+                                            pos * duet_qtype_row_bytes(m->nat_type[pi], C),
+                                        th->h, C);
+                    add_row(th->x, th->h, C);
+                } else {
+                    add_row(th->x, (const float *)m->pos_emb->data + pos * C, C);
+                }
+            } else {
+                rope_table(m, th, pos);
+            }
+        }
         for (int64_t l = 0; l < L; l++) {
             const tf_layer *ly = &m->layers[l];
             float *kc = m->kcache + (l * p->ctx + pos) * row;
@@ -253,65 +337,43 @@ int tf_decode_one(duet_tf *m, int32_t id, float *logits, duet_status *st) {
             jobs[1] = job(m, ly->wk, ly->bk, kc);
             jobs[2] = job(m, ly->wv, ly->bv, vc);
             share(jobs, 3, slot);
-#pragma omp single
-            {
-                norm_row(m, d->h, d->x, ly->attn_norm_w, ly->attn_norm_b);
-                prepare(d, jobs, 3, d->h, slot);
-            }
-            run_jobs(d, jobs, 3, slot);
-            if (!gpt2) {
-#pragma omp single
-                {
-                    rope(m, d, d->q, NH, pos);
-                    rope(m, d, kc, NKV, pos);
-                }
-            }
-            /* attention over the cache, a head per task */
+            norm_row(m, th->h, th->x, ly->attn_norm_w, ly->attn_norm_b);
+            prepare(d, th, jobs, 3, th->h, slot);
+            run_jobs(th, jobs, 3, slot);
+            /* attention, a kv group per task */
 #pragma omp for schedule(static)
-            for (int64_t h = 0; h < NH; h++) attend(m, d, l, h, S);
+            for (int64_t g = 0; g < NKV; g++) attend_group(m, d, th, l, g, pos, !gpt2);
             /* output projection */
             jobs[0] = job(m, ly->wo, ly->bo, d->tmp);
             share(jobs, 1, slot);
-#pragma omp single
-            prepare(d, jobs, 1, d->ao, slot);
-            run_jobs(d, jobs, 1, slot);
+            prepare(d, th, jobs, 1, d->ao, slot);
+            run_jobs(th, jobs, 1, slot);
             /* residual, norm; MLP up (GPT-2) or gate and up (SwiGLU) */
             int nj = 0;
             jobs[nj++] = job(m, ly->w1, ly->b1, d->f1);
             if (!gpt2) jobs[nj++] = job(m, ly->w3, NULL, d->f3);
             share(jobs, nj, slot);
-#pragma omp single
-            {
-                add_row(d->x, d->tmp, C);
-                norm_row(m, d->h, d->x, ly->ffn_norm_w, ly->ffn_norm_b);
-                prepare(d, jobs, nj, d->h, slot);
-            }
-            run_jobs(d, jobs, nj, slot);
-            /* activation; down projection */
-            const int64_t H = ly->w1->shape[0];
+            add_row(th->x, d->tmp, C);
+            norm_row(m, th->h, th->x, ly->ffn_norm_w, ly->ffn_norm_b);
+            prepare(d, th, jobs, nj, th->h, slot);
+            run_jobs(th, jobs, nj, slot);
+            /* activation; down projection; residual */
             jobs[0] = job(m, ly->w2, ly->b2, d->tmp);
             share(jobs, 1, slot);
-#pragma omp single
-            {
-                if (gpt2)
-                    duet_act()->gelu_tanh_fwd(d->f1, d->f1, H);
-                else
-                    duet_act()->swiglu_fwd(d->f1, d->f1, d->f3, H);
-                prepare(d, jobs, 1, d->f1, slot);
-            }
-            run_jobs(d, jobs, 1, slot);
-#pragma omp single
-            add_row(d->x, d->tmp, C);
+            if (gpt2)
+                duet_act()->gelu_tanh_fwd(th->f, d->f1, H);
+            else
+                duet_act()->swiglu_fwd(th->f, d->f1, d->f3, H);
+            prepare(d, th, jobs, 1, th->f, slot);
+            run_jobs(th, jobs, 1, slot);
+            add_row(th->x, d->tmp, C);
         }
         /* final norm, output projection */
         jobs[0] = job(m, m->output, NULL, logits);
         share(jobs, 1, slot);
-#pragma omp single
-        {
-            norm_row(m, d->h, d->x, m->norm_w, m->norm_b);
-            prepare(d, jobs, 1, d->h, slot);
-        }
-        run_jobs(d, jobs, 1, slot);
+        norm_row(m, th->h, th->x, m->norm_w, m->norm_b);
+        prepare(d, th, jobs, 1, th->h, slot);
+        run_jobs(th, jobs, 1, slot);
     }
     return 1;
 }
