@@ -227,6 +227,34 @@ out:
     duet_tf_free(src);
 }
 
+/* The PyTorch-checked fixtures of test_loaders (tiny: one thread): Llama 3
+ * style rope_freqs with a linear scale, NeoX-order qwen2 with q/k/v biases,
+ * mixed and k-quant types, to rounding. */
+static void test_fixtures(void) {
+    static const char *const files[] = {"ld_llama_rope.gguf", "ld_qwen2_f32.gguf",
+                                        "ld_qwen2_q8.gguf", "ld_llama_mix.gguf",
+                                        "ld_llama_kq.gguf", "ld_hf_qwen2"};
+    const char *dir = getenv("DUET_FIXTURES");
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "tests/fixtures", files[i]);
+        duet_model *mm[3];
+        for (int k = 0; k < 3; k++) mm[k] = duet_model_open(path, NULL);
+        T_CHECK(mm[0] && mm[1] && mm[2], "open %s: %s", path, duet_last_error());
+        if (mm[0] && mm[1] && mm[2]) {
+            const int64_t V = duet_tf_config(mm[0]->tf)->vocab;
+            int32_t keep[T_TOK];
+            memcpy(keep, ids, sizeof keep);
+            for (int t = 0; t < T_TOK; t++) ids[t] = (int32_t)(keep[t] % V);
+            /* most hold some f32 / f16 matrices, whose rows take the
+             * four-row kernels: equal to rounding */
+            compare(mm[0]->tf, mm[1]->tf, mm[2]->tf, files[i], 2e-5);
+            memcpy(ids, keep, sizeof keep);
+        }
+        for (int k = 0; k < 3; k++) duet_model_free(mm[k]);
+    }
+}
+
 int main(void) {
     duet_init();
     uint64_t s = 12345;
@@ -239,6 +267,7 @@ int main(void) {
     test_own(DUET_TF_ARCH_LLAMA);
     test_gguf(DUET_TF_ARCH_LLAMA);
     test_gguf(DUET_TF_ARCH_GPT2);
+    test_fixtures();
     unsetenv("DUET_TF_GRAPH_DECODE");
     return t_done();
 }
