@@ -10,11 +10,12 @@
 #
 # Files (not committed; 1.1B F32 is 4.4 GB, all of them ~13 GB) go to
 # DUET_LLM_DIR (default /tmp/duet-llm): tools/gen_random_gguf.py writes the
-# F32 file, `duet quantize` the others; Q4_K_M is llama.cpp's mix (Q6_K for
-# output and some attn_v / ffn_down, else Q4_K) spliced from a q4_k and a
-# q6_k file by gen_random_gguf.py --q4-k-m. Rows whose length does not split
-# into 256 (dim 288, 768) fall back to q8_0 in the K-quant files, as
-# `duet quantize` documents.
+# F32 file, `duet quantize` the others, Q4_K_M included (`--type q4_k_m`:
+# llama.cpp's mix, Q6_K for output and some attn_v / ffn_down, else Q4_K;
+# gen_random_gguf.py --q4-k-m splices the same mix from a q4_k and a q6_k
+# file, and gives the same tensor types on the 1.1B shape). Rows whose
+# length does not split into 256 (dim 288, 768) fall back to q8_0 in the
+# K-quant files, as `duet quantize` documents.
 #
 # Measurement: each model runs under the shared benchmark lock
 # (flock /tmp/duet-bench.lock) with `duet bench -p 128 -n 256` (pp128: 128
@@ -67,12 +68,6 @@ gen() { # shape type
     [ -s "$f" ] && return 0
     case $2 in
     f32) nice -n 19 $PY tools/gen_random_gguf.py --out "$f" $(shape_args "$1") ;;
-    q4_k_m)
-        gen "$1" f32
-        [ -s "$DIR/$1-q4_k.gguf" ] || nice -n 19 $DUET quantize "$DIR/$1-f32.gguf" "$DIR/$1-q4_k.gguf" --type q4_k
-        [ -s "$DIR/$1-q6_k.gguf" ] || nice -n 19 $DUET quantize "$DIR/$1-f32.gguf" "$DIR/$1-q6_k.gguf" --type q6_k
-        nice -n 19 $PY tools/gen_random_gguf.py --q4-k-m "$f" --from-q4k "$DIR/$1-q4_k.gguf" \
-            --from-q6k "$DIR/$1-q6_k.gguf" ;;
     *)
         gen "$1" f32
         nice -n 19 $DUET quantize "$DIR/$1-f32.gguf" "$f" --type "$2" ;;
