@@ -1784,6 +1784,13 @@ int64_t duet_tf_weight_bytes(const duet_tf *m);
 /* 1 when the matrices are views into a file (duet_model_open): such a model
  * samples only — duet_tf_forward, duet_tf_save and training refuse it. */
 int duet_tf_is_external(const duet_tf *m);
+/* The KV cache's element type: DUET_QTYPE_F32 (the default) or
+ * DUET_QTYPE_F16 (half the memory, and half the bytes attention reads per
+ * decoded token; keys and values rounded to f16, logits then differ from
+ * an f32 cache by ~1e-3 relative). Changing it empties the cache.
+ * DUET_ERR_ARG for other types, or f16 with heads over 512 values. */
+duet_status duet_tf_set_cache_type(duet_tf *m, int qtype);
+int duet_tf_cache_type(const duet_tf *m);
 /* Empties the KV cache. */
 void duet_tf_reset(duet_tf *m);
 /* Keeps the first pos tokens of the KV cache and drops the rest (to reuse

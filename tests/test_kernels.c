@@ -458,6 +458,22 @@ static void test_attend_row(const char *isa) {
             T_CHECK(ea <= 2e-6 * (double)HS * (double)scale + 1e-6 && eo <= 2e-5,
                     "%s attend_row HS=%lld S=%lld: probabilities off by %.3g, output by %.3g",
                     isa, (long long)HS, (long long)S, ea, eo);
+            /* the f16-cache twin: the same bits as attend_row on the rows
+             * rounded to f16 and converted back */
+            {
+                uint16_t *kv16 = malloc(sizeof(uint16_t) * (size_t)(2 * S * ld));
+                float *kvr = malloc(sizeof(float) * (size_t)(2 * S * ld));
+                float *att2 = malloc(sizeof(float) * (size_t)S), *out2 = malloc(sizeof(float) * (size_t)HS);
+                duet_f32_to_f16(kv16, kv, 2 * S * ld);
+                duet_f16_to_f32(kvr, kv16, 2 * S * ld);
+                duet_k.attend_row(out, att, q, kvr, kvr + S * ld, ld, S, HS, scale);
+                duet_k.attend_row_f16(out2, att2, q, kv16, kv16 + S * ld, ld, S, HS, scale);
+                T_CHECK(memcmp(out, out2, sizeof(float) * (size_t)HS) == 0 &&
+                            memcmp(att, att2, sizeof(float) * (size_t)S) == 0,
+                        "%s attend_row_f16 HS=%lld S=%lld = attend_row on the rounded rows", isa,
+                        (long long)HS, (long long)S);
+                free(kv16), free(kvr), free(att2), free(out2);
+            }
             free(q), free(kv), free(att), free(out), free(p);
         }
 }
@@ -475,7 +491,8 @@ int main(void) {
         }
         T_CHECK(strcmp(duet_kernel_isa(), ISAS[i]) == 0, "forced %s", ISAS[i]);
         T_CHECK(duet_k.sgemm && duet_k.softmax_rows && duet_k.layernorm_rows &&
-                    duet_k.rmsnorm_rows && duet_k.dot && duet_k.axpy && duet_k.attend_row,
+                    duet_k.rmsnorm_rows && duet_k.dot && duet_k.axpy && duet_k.attend_row &&
+                    duet_k.attend_row_f16,
                 "%s: every entry is set", ISAS[i]);
         ran++;
         test_gemm_set(ISAS[i]);

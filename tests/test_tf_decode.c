@@ -12,6 +12,7 @@
  *    bits, token after token, as the graph — but f32 / f16 weights, which
  *    go through four-row kernels here (equal to rounding);
  *  - those four-row kernels against a double-precision sum, odd sizes;
+ *  - the f16 KV cache: the same bits on both paths, close to an f32 cache;
  *  - one thread and two give the same bits (and test_transformer /
  *    test_loaders, whose token-by-token checks against the full forward and
  *    PyTorch now run through this path too, hold it to the references);
@@ -255,6 +256,55 @@ static void test_fixtures(void) {
     }
 }
 
+/* The f16 KV cache: the single-region decode (attend_row_f16 on the f16
+ * rows) and the graph (the rows converted back to f32, attend_row) give the
+ * same bits; against an f32 cache, logits within f16's rounding. */
+static void test_f16_cache(duet_tf_arch arch) {
+    duet_tf_params p = params(arch);
+    duet_tf *m[4];
+    for (int i = 0; i < 4; i++) {
+        m[i] = duet_tf_new(&p, 5);
+        if (m[i]) duet_tf_set_sample_type(m[i], DUET_QTYPE_Q8_0);
+    }
+    T_CHECK(m[0] && m[1] && m[2] && m[3], "models: %s", duet_last_error());
+    if (m[0] && m[1] && m[2] && m[3]) {
+        T_CHECK(duet_tf_set_cache_type(m[0], DUET_QTYPE_Q8_0) == DUET_ERR_ARG &&
+                    duet_tf_cache_type(m[0]) == DUET_QTYPE_F32,
+                "a q8_0 cache is refused: %s", duet_last_error());
+        for (int i = 0; i < 3; i++) duet_tf_set_cache_type(m[i], DUET_QTYPE_F16);
+        T_CHECK(duet_tf_cache_type(m[0]) == DUET_QTYPE_F16, "cache type f16");
+        char what[64];
+        snprintf(what, sizeof what, "%s f16 KV cache", duet_tf_arch_name(arch));
+        compare(m[0], m[1], m[2], what, 0);
+        /* against an f32 cache, f32 weights (with q8_0 weights the rounding
+         * of the activations to 8 bits would amplify the difference) */
+        const int64_t n = T_TOK * p.vocab;
+        float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+        duet_tf_set_sample_type(m[0], DUET_QTYPE_F32);
+        duet_tf_set_sample_type(m[3], DUET_QTYPE_F32);
+        int ok = decode(m[0], "0", a) && decode(m[3], "0", b);
+        double md = 0, mx = 0;
+        for (int64_t i = 0; i < n; i++) {
+            md = fmax(md, fabs((double)a[i] - (double)b[i]));
+            mx = fmax(mx, fabs((double)b[i]));
+        }
+        /* keys and values rounded to 2^-11 relative: measured ~3e-4 */
+        T_CHECK(ok && md > 0 && md <= 2e-3 * mx, "%s: against an f32 cache max |diff| %g of %g",
+                what, md, mx);
+        /* switching type empties the cache */
+        T_CHECK(duet_tf_pos(m[0]) == T_TOK && duet_tf_set_cache_type(m[0], DUET_QTYPE_F32) ==
+                    DUET_OK && duet_tf_pos(m[0]) == 0,
+                "changing the cache type empties it");
+        ok = decode(m[0], "0", a);
+        int same = ok;
+        for (int64_t i = 0; i < n && same; i++) same = memcmp(a + i, b + i, sizeof(float)) == 0;
+        T_CHECK(same, "%s: back to f32, the f32 cache's logits", what);
+        free(a);
+        free(b);
+    }
+    for (int i = 0; i < 4; i++) duet_tf_free(m[i]);
+}
+
 int main(void) {
     duet_init();
     uint64_t s = 12345;
@@ -268,6 +318,8 @@ int main(void) {
     test_gguf(DUET_TF_ARCH_LLAMA);
     test_gguf(DUET_TF_ARCH_GPT2);
     test_fixtures();
+    test_f16_cache(DUET_TF_ARCH_LLAMA);
+    test_f16_cache(DUET_TF_ARCH_GPT2);
     unsetenv("DUET_TF_GRAPH_DECODE");
     return t_done();
 }

@@ -810,6 +810,17 @@ static void test_cli(void) {
     run_duet("", "text --model bpe.safetensors \"the\" -n 20 --temperature 0 --seed 2");
     b = tmp_read("out.txt", NULL);
     T_CHECK(a && b && strcmp(a, b) == 0, "greedy ignores the seed");
+    free(b);
+    /* an f16 KV cache: runs, and a cache type it cannot have is a usage error */
+    rc = run_duet("", "text --model bpe.safetensors \"the\" -n 20 --temperature 0 --cache-type f16");
+    b = tmp_read("out.txt", NULL);
+    T_CHECK(rc == 0 && b && strncmp(b, "the", 3) == 0 && strlen(b) > 3,
+            "--cache-type f16: rc %d, %s", rc, b ? b : "");
+    free(b);
+    rc = run_duet("", "text --model bpe.safetensors \"the\" -n 5 --cache-type q8_0");
+    b = tmp_read("err.txt", NULL);
+    T_CHECK(rc == 2 && b && strstr(b, "--cache-type"), "--cache-type q8_0 refused: rc %d, %s",
+            rc, b ? b : "");
     free(a);
     free(b);
     rc = run_duet("", "text --model bpe.safetensors \"the\" -n 5 --temperature 0 --show-probs");

@@ -92,6 +92,9 @@ int cmd_quantize(int argc, char **argv);     /* cmd_convert.c: GGUF -> GGUF */
  * the error and returns an exit code. */
 int cli_open_model(const char *cmd, const char *path, const char *tokenizer, int64_t ctx,
                    const char *precision, int need_tokenizer, duet_model **out);
+/* --cache-type NAME ("f32" or "f16") on an opened model: 0, or prints the
+ * error and returns EXIT_USAGE. */
+int cli_set_cache_type(const char *cmd, duet_model *m, const char *name);
 
 /* Painter data (cmd_train_image.c): spec is "fashion-mnist" (the Debian
  * folder), "fashion-mnist:DIR", a folder holding Fashion-MNIST's IDX files,

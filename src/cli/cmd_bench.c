@@ -75,9 +75,9 @@ static void human_bytes(double b, char *out, size_t cap) {
 
 int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
-    const char *model_path = NULL, *precision = "auto";
+    const char *model_path = NULL, *precision = "auto", *cache_type = "f32";
     int64_t np = 128, ng = 256, reps = 3, bw_mib = 1024;
-    enum { O_MODEL, O_P, O_N, O_REPS, O_PREC, O_BW, O_COUNT };
+    enum { O_MODEL, O_P, O_N, O_REPS, O_PREC, O_BW, O_CACHE, O_COUNT };
     cli_opt opts[O_COUNT] = {
         [O_MODEL] = {"model", 'm', OPT_STR, &model_path, "a .gguf, llama2.c .bin, Hugging Face folder or duet model (required)", 0},
         [O_P] = {"prompt", 'p', OPT_I64, &np, "prompt tokens fed as one batch (128; 0 = skip)", 0},
@@ -85,6 +85,7 @@ int cmd_bench(int argc, char **argv) {
         [O_REPS] = {"reps", 'r', OPT_I64, &reps, "repetitions of each test (3)", 0},
         [O_PREC] = {"precision", 0, OPT_STR, &precision, "auto (the stored types; f16 for duet's f32 models), f32, f16, bf16, q8_0", 0},
         [O_BW] = {"bandwidth-mib", 0, OPT_I64, &bw_mib, "buffer for the bandwidth test in MiB (1024; 0 = skip)", 0},
+        [O_CACHE] = {"cache-type", 0, OPT_STR, &cache_type, "KV cache: f32 or f16 (f32)", 0},
     };
     int npos = 0;
     int rc = cli_parse(cmd, "--model MODEL [-p 128] [-n 256] [--threads N]\n\n"
@@ -104,6 +105,10 @@ int cmd_bench(int argc, char **argv) {
     duet_model *m = NULL;
     rc = cli_open_model(cmd, model_path, NULL, MAX64(np, ng + 1), precision, 0, &m);
     if (rc) return rc;
+    if ((rc = cli_set_cache_type(cmd, m, cache_type)) != 0) {
+        duet_model_free(m);
+        return rc;
+    }
     const duet_tf_params *p = duet_tf_config(m->tf);
     if (MAX64(np, ng + 1) > p->ctx)
         fprintf(stderr, "duet bench: note: the model's context is %lld tokens; longer tests "

@@ -113,15 +113,26 @@ static int64_t held_back(const char *buf, int64_t n, const char *stop, int64_t s
     return 0;
 }
 
+int cli_set_cache_type(const char *cmd, duet_model *m, const char *name) {
+    const int t = duet_qtype_from_name(name);
+    if ((t != DUET_QTYPE_F32 && t != DUET_QTYPE_F16) ||
+        duet_tf_set_cache_type(m->tf, t) != DUET_OK) {
+        cli_error(cmd, "--cache-type '%s': use f32 or f16%s%s", name,
+                  t == DUET_QTYPE_F16 ? ": " : "", t == DUET_QTYPE_F16 ? duet_last_error() : "");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
 int cmd_text(int argc, char **argv) {
     const char *cmd = "text";
     const char *model_path = NULL, *prompt_opt = NULL, *stop = NULL, *precision = "auto";
-    const char *tok_path = NULL;
+    const char *tok_path = NULL, *cache_type = "f32";
     int64_t ntok = 200, top_k = 0, seed = -1, repeat_last_n = 64, ctx = 0;
     float temperature = 0.8f, top_p = 0.95f, min_p = 0.0f, repeat_penalty = 1.0f;
     int show_probs = 0;
     enum { O_MODEL, O_PROMPT, O_N, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REPN, O_SEED,
-           O_STOP, O_SHOW, O_PREC, O_TOKZ, O_CTX, O_COUNT };
+           O_STOP, O_SHOW, O_PREC, O_TOKZ, O_CTX, O_CACHE, O_COUNT };
     cli_opt opts[O_COUNT] = {
         [O_MODEL] = {"model", 'm', OPT_STR, &model_path, "a storyteller .safetensors, a .gguf, a llama2.c .bin or a Hugging Face folder (default: models/" DEFAULT_MODEL ")", 0},
         [O_PROMPT] = {"prompt", 'p', OPT_STR, &prompt_opt, "text to start from (or the first argument)", 0},
@@ -138,6 +149,7 @@ int cmd_text(int argc, char **argv) {
         [O_PREC] = {"precision", 0, OPT_STR, &precision, "weights while sampling: auto (f16 for duet's own f32 models, else as stored), f32, f16, bf16, q8_0", 0},
         [O_TOKZ] = {"tokenizer", 0, OPT_STR, &tok_path, "llama2.c: its tokenizer.bin (default: beside the model)", 0},
         [O_CTX] = {"ctx", 0, OPT_I64, &ctx, "context length (0 = the model's, at most 4096 for other programs' files)", 0},
+        [O_CACHE] = {"cache-type", 0, OPT_STR, &cache_type, "KV cache: f32 or f16 (half the memory; f32)", 0},
     };
     const char *pos[1] = {NULL};
     int npos = 0;
@@ -187,6 +199,10 @@ int cmd_text(int argc, char **argv) {
     duet_model *model = NULL;
     rc = cli_open_model(cmd, model_path, tok_path, ctx, precision, 1, &model);
     if (rc) return rc;
+    if ((rc = cli_set_cache_type(cmd, model, cache_type)) != 0) {
+        duet_model_free(model);
+        return rc;
+    }
     duet_tf *m = model->tf;
     duet_tokenizer *tok = model->tok;
     duet_sampler *smp = NULL;

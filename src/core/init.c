@@ -96,6 +96,7 @@ static void install(const duet_kernels *k) {
     if (k->dot) duet_k.dot = k->dot;
     if (k->axpy) duet_k.axpy = k->axpy;
     if (k->attend_row) duet_k.attend_row = k->attend_row;
+    if (k->attend_row_f16) duet_k.attend_row_f16 = k->attend_row_f16;
 }
 
 static int can_avx2(void) {

@@ -38,6 +38,10 @@ typedef struct duet_kernels {
      * dot, softmax_rows and axpy (duet_attend_row_generic). */
     void (*attend_row)(float *out, float *att, const float *q, const float *k, const float *v,
                        int64_t ld, int64_t S, int64_t HS, float scale);
+    /* the same over an f16 KV cache (HS <= 512): equal, bit for bit, to
+     * attend_row on the rows converted to f32 */
+    void (*attend_row_f16)(float *out, float *att, const float *q, const uint16_t *k,
+                           const uint16_t *v, int64_t ld, int64_t S, int64_t HS, float scale);
     /* quantized dot products (kernels/quant.h), picked with the set by install() */
     const struct duet_quant_kernels *quant;
 } duet_kernels;
@@ -48,9 +52,13 @@ const struct duet_quant_kernels *duet_quant_kernels_select(const char *isa, unsi
 
 extern duet_kernels duet_k;
 
-/* attend_row from duet_k's dot, softmax_rows and axpy (kernels_scalar.c). */
+/* attend_row from duet_k's dot, softmax_rows and axpy (kernels_scalar.c),
+ * and its f16-cache twin (each row converted, then the same calls). */
 void duet_attend_row_generic(float *out, float *att, const float *q, const float *k,
                              const float *v, int64_t ld, int64_t S, int64_t HS, float scale);
+void duet_attend_row_f16_generic(float *out, float *att, const float *q, const uint16_t *k,
+                                 const uint16_t *v, int64_t ld, int64_t S, int64_t HS,
+                                 float scale);
 
 /* Kernel sets; a NULL entry in an ISA set falls back to the scalar one. */
 extern const duet_kernels duet_kernels_scalar;

@@ -205,51 +205,57 @@ static inline __m128 sum4_ps(__m512 a, __m512 b, __m512 c, __m512 d) {
  * for four scores), then the output in registers across all S values rows
  * (two accumulator sets, even and odd rows), stored once. The graph's
  * decode and tf_decode.c both come here, so they agree bit for bit. */
-static inline __attribute__((always_inline)) void attend_nv(float *out, float *att, const float *q,
-                                                            const float *k, const float *v,
-                                                            int64_t ld, int64_t S, float scale,
-                                                            const int NV) {
-    __m512 qv[8], a[8], b[8];
-    for (int j = 0; j < NV; j++) qv[j] = _mm512_loadu_ps(q + 16 * j);
-    const __m128 sc4 = _mm_set1_ps(scale);
-    int64_t s = 0;
-    for (; s + 4 <= S; s += 4) {
-        const float *k0 = k + s * ld, *k1 = k0 + ld, *k2 = k1 + ld, *k3 = k2 + ld;
-        __m512 c0 = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k0));
-        __m512 c1 = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k1));
-        __m512 c2 = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k2));
-        __m512 c3 = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k3));
-        for (int j = 1; j < NV; j++) {
-            c0 = _mm512_fmadd_ps(qv[j], _mm512_loadu_ps(k0 + 16 * j), c0);
-            c1 = _mm512_fmadd_ps(qv[j], _mm512_loadu_ps(k1 + 16 * j), c1);
-            c2 = _mm512_fmadd_ps(qv[j], _mm512_loadu_ps(k2 + 16 * j), c2);
-            c3 = _mm512_fmadd_ps(qv[j], _mm512_loadu_ps(k3 + 16 * j), c3);
-        }
-        _mm_storeu_ps(att + s, _mm_mul_ps(sc4, sum4_ps(c0, c1, c2, c3)));
-    }
-    for (; s < S; s++) {
-        const float *k0 = k + s * ld;
-        __m512 c0 = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k0));
-        for (int j = 1; j < NV; j++) c0 = _mm512_fmadd_ps(qv[j], _mm512_loadu_ps(k0 + 16 * j), c0);
-        att[s] = scale * _mm512_reduce_add_ps(c0);
-    }
-    softmax_rows_avx512(att, att, 1, S);
-    for (int j = 0; j < NV; j++) a[j] = b[j] = _mm512_setzero_ps();
-    s = 0;
-    for (; s + 2 <= S; s += 2) {
-        const __m512 p0 = _mm512_set1_ps(att[s]), p1 = _mm512_set1_ps(att[s + 1]);
-        const float *v0 = v + s * ld, *v1 = v0 + ld;
-        for (int j = 0; j < NV; j++) {
-            a[j] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v0 + 16 * j), a[j]);
-            b[j] = _mm512_fmadd_ps(p1, _mm512_loadu_ps(v1 + 16 * j), b[j]);
-        }
-    }
-    if (s < S) {
-        const __m512 p0 = _mm512_set1_ps(att[s]);
-        for (int j = 0; j < NV; j++) a[j] = _mm512_fmadd_ps(p0, _mm512_loadu_ps(v + s * ld + 16 * j), a[j]);
-    }
-    for (int j = 0; j < NV; j++) _mm512_storeu_ps(out + 16 * j, _mm512_add_ps(a[j], b[j]));
+#define LD_F32(p) _mm512_loadu_ps(p)
+#define LD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define ATTEND_NV(NAME, T, LD)                                                                  \
+static inline __attribute__((always_inline)) void NAME(float *out, float *att, const float *q,  \
+                                                            const T *k, const T *v,             \
+                                                            int64_t ld, int64_t S, float scale, \
+                                                            const int NV) {                     \
+    __m512 qv[8], a[8], b[8];                                                                   \
+    for (int j = 0; j < NV; j++) qv[j] = _mm512_loadu_ps(q + 16 * j);                           \
+    const __m128 sc4 = _mm_set1_ps(scale);                                                      \
+    int64_t s = 0;                                                                              \
+    for (; s + 4 <= S; s += 4) {                                                                \
+        const T *k0 = k + s * ld, *k1 = k0 + ld, *k2 = k1 + ld, *k3 = k2 + ld;                  \
+        __m512 c0 = _mm512_mul_ps(qv[0], LD(k0));                                               \
+        __m512 c1 = _mm512_mul_ps(qv[0], LD(k1));                                               \
+        __m512 c2 = _mm512_mul_ps(qv[0], LD(k2));                                               \
+        __m512 c3 = _mm512_mul_ps(qv[0], LD(k3));                                               \
+        for (int j = 1; j < NV; j++) {                                                          \
+            c0 = _mm512_fmadd_ps(qv[j], LD(k0 + 16 * j), c0);                                   \
+            c1 = _mm512_fmadd_ps(qv[j], LD(k1 + 16 * j), c1);                                   \
+            c2 = _mm512_fmadd_ps(qv[j], LD(k2 + 16 * j), c2);                                   \
+            c3 = _mm512_fmadd_ps(qv[j], LD(k3 + 16 * j), c3);                                   \
+        }                                                                                       \
+        _mm_storeu_ps(att + s, _mm_mul_ps(sc4, sum4_ps(c0, c1, c2, c3)));                       \
+    }                                                                                           \
+    for (; s < S; s++) {                                                                        \
+        const T *k0 = k + s * ld;                                                               \
+        __m512 c0 = _mm512_mul_ps(qv[0], LD(k0));                                               \
+        for (int j = 1; j < NV; j++) c0 = _mm512_fmadd_ps(qv[j], LD(k0 + 16 * j), c0);          \
+        att[s] = scale * _mm512_reduce_add_ps(c0);                                              \
+    }                                                                                           \
+    softmax_rows_avx512(att, att, 1, S);                                                        \
+    for (int j = 0; j < NV; j++) a[j] = b[j] = _mm512_setzero_ps();                             \
+    s = 0;                                                                                      \
+    for (; s + 2 <= S; s += 2) {                                                                \
+        const __m512 p0 = _mm512_set1_ps(att[s]), p1 = _mm512_set1_ps(att[s + 1]);              \
+        const T *v0 = v + s * ld, *v1 = v0 + ld;                                                \
+        for (int j = 0; j < NV; j++) {                                                          \
+            a[j] = _mm512_fmadd_ps(p0, LD(v0 + 16 * j), a[j]);                                  \
+            b[j] = _mm512_fmadd_ps(p1, LD(v1 + 16 * j), b[j]);                                  \
+        }                                                                                       \
+    }                                                                                           \
+    if (s < S) {                                                                                \
+        const __m512 p0 = _mm512_set1_ps(att[s]);                                               \
+        for (int j = 0; j < NV; j++) a[j] = _mm512_fmadd_ps(p0, LD(v + s * ld + 16 * j), a[j]); \
+    }                                                                                           \
+    for (int j = 0; j < NV; j++) _mm512_storeu_ps(out + 16 * j, _mm512_add_ps(a[j], b[j]));     \
 }
+
+ATTEND_NV(attend_nv, float, LD_F32)
+ATTEND_NV(attend_nv16, uint16_t, LD_F16)
 
 static void attend_row_avx512(float *out, float *att, const float *q, const float *k,
                               const float *v, int64_t ld, int64_t S, int64_t HS, float scale) {
@@ -269,6 +275,25 @@ static void attend_row_avx512(float *out, float *att, const float *q, const floa
     }
 }
 
+
+static void attend_row_f16_avx512(float *out, float *att, const float *q, const uint16_t *k,
+                                  const uint16_t *v, int64_t ld, int64_t S, int64_t HS, float scale) {
+    if (S < 1 || HS % 16 != 0 || HS > 128) {
+        duet_attend_row_f16_generic(out, att, q, k, v, ld, S, HS, scale);
+        return;
+    }
+    switch (HS / 16) {
+    case 1: attend_nv16(out, att, q, k, v, ld, S, scale, 1); break;
+    case 2: attend_nv16(out, att, q, k, v, ld, S, scale, 2); break;
+    case 3: attend_nv16(out, att, q, k, v, ld, S, scale, 3); break;
+    case 4: attend_nv16(out, att, q, k, v, ld, S, scale, 4); break;
+    case 5: attend_nv16(out, att, q, k, v, ld, S, scale, 5); break;
+    case 6: attend_nv16(out, att, q, k, v, ld, S, scale, 6); break;
+    case 7: attend_nv16(out, att, q, k, v, ld, S, scale, 7); break;
+    default: attend_nv16(out, att, q, k, v, ld, S, scale, 8); break;
+    }
+}
+
 const duet_kernels duet_kernels_avx512 = {
     .isa = "avx512",
     .sgemm = duet_sgemm_avx512,
@@ -278,4 +303,5 @@ const duet_kernels duet_kernels_avx512 = {
     .dot = duet_dot_avx512,
     .axpy = duet_axpy_avx512,
     .attend_row = attend_row_avx512,
+    .attend_row_f16 = attend_row_f16_avx512,
 };

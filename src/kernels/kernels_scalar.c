@@ -78,6 +78,23 @@ void duet_attend_row_generic(float *out, float *att, const float *q, const float
     for (int64_t s = 0; s < S; s++) duet_k.axpy(out, att[s], v + s * ld, HS);
 }
 
+void duet_attend_row_f16_generic(float *out, float *att, const float *q, const uint16_t *k,
+                                 const uint16_t *v, int64_t ld, int64_t S, int64_t HS,
+                                 float scale) {
+    float row[512];
+    DUET_ASSERT(HS <= 512);
+    for (int64_t s = 0; s < S; s++) {
+        duet_f16_to_f32(row, k + s * ld, HS);
+        att[s] = scale * duet_k.dot(q, row, HS);
+    }
+    if (S > 0) duet_k.softmax_rows(att, att, 1, S);
+    for (int64_t i = 0; i < HS; i++) out[i] = 0.0f;
+    for (int64_t s = 0; s < S; s++) {
+        duet_f16_to_f32(row, v + s * ld, HS);
+        duet_k.axpy(out, att[s], row, HS);
+    }
+}
+
 const duet_kernels duet_kernels_scalar = {
     .isa = "scalar",
     /* blocked plain C; duet_sgemm_ref stays the triple-loop reference */
@@ -88,4 +105,5 @@ const duet_kernels duet_kernels_scalar = {
     .dot = dot_scalar,
     .axpy = axpy_scalar,
     .attend_row = duet_attend_row_generic,
+    .attend_row_f16 = duet_attend_row_f16_generic,
 };

@@ -51,8 +51,9 @@ typedef struct dec_thread {
 } dec_thread;
 
 typedef struct tf_decoder {
-    float *buf;                      /* shared: q, ao, tmp, f1, f3, att */
+    float *buf;                      /* shared: q, ao, tmp, f1, f3, att, knew, vnew */
     float *q, *ao, *tmp, *f1, *f3, *att;
+    float *knew, *vnew;              /* f16 cache: this token's k and v before rounding */
     int nthreads;                    /* dec_thread entries */
     dec_thread *th;
     float *tbuf;                     /* per-thread floats, back to back */
@@ -129,7 +130,8 @@ static tf_decoder *dec_alloc(duet_tf *m) {
     tf_decoder *d = duet_alloc(sizeof *d);
     if (!d) return NULL;
     memset(d, 0, sizeof *d);
-    const int64_t sz[] = {Q, Q, C, H, H, NH * p->ctx};
+    const int64_t KV = p->kv_heads * m->HS;
+    const int64_t sz[] = {Q, Q, C, H, H, NH * p->ctx, KV, KV};
     int64_t total = 0;
     for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) total += pad16(sz[i]);
     d->buf = duet_alloc((size_t)total * sizeof(float));
@@ -143,7 +145,7 @@ static tf_decoder *dec_alloc(duet_tf *m) {
         return NULL;
     }
     float *f = d->buf;
-    float **dst[] = {&d->q, &d->ao, &d->tmp, &d->f1, &d->f3, &d->att};
+    float **dst[] = {&d->q, &d->ao, &d->tmp, &d->f1, &d->f3, &d->att, &d->knew, &d->vnew};
     for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) {
         *dst[i] = f;
         f += pad16(sz[i]);
@@ -253,21 +255,31 @@ static void rope_head(const duet_tf *m, const dec_thread *th, float *x) {
     }
 }
 
-/* KV group g at layer l: RoPE of its new key (llama), then each of its
+/* KV group g at layer l: RoPE of its new key (llama) — with an f16 cache,
+ * then this token's key and value rounded into the cache — and each of its
  * query heads (RoPE, attention over the S cached positions). */
 static void attend_group(const duet_tf *m, tf_decoder *d, const dec_thread *th, int64_t l,
                          int64_t g, int64_t pos, int rope) {
     const duet_tf_params *p = &m->p;
     const int64_t HS = m->HS, NH = p->heads, NKV = p->kv_heads, row = NKV * HS, S = pos + 1;
-    const int64_t per = NH / NKV;
+    const int64_t per = NH / NKV, base = l * p->ctx * row + g * HS;
     const float scale = 1.0f / sqrtf((float)HS);
-    const float *kg = m->kcache + l * p->ctx * row + g * HS;
-    const float *vg = m->vcache + l * p->ctx * row + g * HS;
-    if (rope) rope_head(m, th, m->kcache + (l * p->ctx + pos) * row + g * HS);
+    if (m->cache_type == DUET_QTYPE_F16) {
+        if (rope) rope_head(m, th, d->knew + g * HS);
+        duet_f32_to_f16(m->kc16 + base + pos * row, d->knew + g * HS, HS);
+        duet_f32_to_f16(m->vc16 + base + pos * row, d->vnew + g * HS, HS);
+    } else if (rope) {
+        rope_head(m, th, m->kcache + base + pos * row);
+    }
     for (int64_t h = g * per; h < (g + 1) * per; h++) {
         float *qh = d->q + h * HS;
         if (rope) rope_head(m, th, qh);
-        duet_k.attend_row(d->ao + h * HS, d->att + h * p->ctx, qh, kg, vg, row, S, HS, scale);
+        if (m->cache_type == DUET_QTYPE_F16)
+            duet_k.attend_row_f16(d->ao + h * HS, d->att + h * p->ctx, qh, m->kc16 + base,
+                                  m->vc16 + base, row, S, HS, scale);
+        else
+            duet_k.attend_row(d->ao + h * HS, d->att + h * p->ctx, qh, m->kcache + base,
+                              m->vcache + base, row, S, HS, scale);
     }
 }
 
@@ -330,9 +342,10 @@ int tf_decode_one(duet_tf *m, int32_t id, float *logits, duet_status *st) {
         }
         for (int64_t l = 0; l < L; l++) {
             const tf_layer *ly = &m->layers[l];
-            float *kc = m->kcache + (l * p->ctx + pos) * row;
-            float *vc = m->vcache + (l * p->ctx + pos) * row;
-            /* norm; q, k, v (k and v straight into the cache row) */
+            const int f16 = m->cache_type == DUET_QTYPE_F16;
+            float *kc = f16 ? d->knew : m->kcache + (l * p->ctx + pos) * row;
+            float *vc = f16 ? d->vnew : m->vcache + (l * p->ctx + pos) * row;
+            /* norm; q, k, v (k and v straight into an f32 cache row) */
             jobs[0] = job(m, ly->wq, ly->bq, d->q);
             jobs[1] = job(m, ly->wk, ly->bk, kc);
             jobs[2] = job(m, ly->wv, ly->bv, vc);

@@ -46,7 +46,9 @@ struct duet_tf {
 
     /* sampling: KV cache and an inference graph, allocated on first use */
     duet_graph *ig;
-    float *kcache, *vcache; /* [L, ctx, NKV, HS] each */
+    float *kcache, *vcache; /* [L, ctx, NKV, HS] each (f32 cache) */
+    uint16_t *kc16, *vc16;  /* the same as f16 (duet_tf_set_cache_type) */
+    int cache_type;         /* DUET_QTYPE_F32 (0) or DUET_QTYPE_F16 */
     int32_t *cache_ids;     /* [ctx] tokens in the cache */
     int32_t *window;        /* [ctx] scratch for sliding */
     int64_t pos;            /* tokens in the cache */

@@ -312,6 +312,8 @@ void duet_tf_free(duet_tf *m) {
     tf_decode_free(m);
     duet_free(m->kcache);
     duet_free(m->vcache);
+    duet_free(m->kc16);
+    duet_free(m->vc16);
     duet_free(m->cache_ids);
     duet_free(m->window);
     duet_free(m->qw);
@@ -489,9 +491,23 @@ static duet_tensor *tf_trunk(duet_tf *m, duet_graph *g, duet_tensor *ids, int64_
         if (use_cache) {
             /* append this chunk's k and v, then attend over the whole cache */
             const int64_t row = NKV * HS, S = pos0 + T;
-            float *kc = m->kcache + l * p->ctx * row, *vc = m->vcache + l * p->ctx * row;
-            memcpy(kc + pos0 * row, k->data, (size_t)(T * row) * sizeof(float));
-            memcpy(vc + pos0 * row, v->data, (size_t)(T * row) * sizeof(float));
+            float *kc, *vc;
+            if (m->cache_type == DUET_QTYPE_F16) {
+                /* rows stored as f16; attention reads them back as f32
+                 * (this chunk's too, so it sees what later tokens will) */
+                uint16_t *k16 = m->kc16 + l * p->ctx * row, *v16 = m->vc16 + l * p->ctx * row;
+                duet_f32_to_f16(k16 + pos0 * row, k->data, T * row);
+                duet_f32_to_f16(v16 + pos0 * row, v->data, T * row);
+                kc = duet_graph_alloc(g, (size_t)(S * row) * sizeof(float));
+                vc = duet_graph_alloc(g, (size_t)(S * row) * sizeof(float));
+                if (!kc || !vc) return NULL;
+                duet_f16_to_f32(kc, k16, S * row);
+                duet_f16_to_f32(vc, v16, S * row);
+            } else {
+                kc = m->kcache + l * p->ctx * row, vc = m->vcache + l * p->ctx * row;
+                memcpy(kc + pos0 * row, k->data, (size_t)(T * row) * sizeof(float));
+                memcpy(vc + pos0 * row, v->data, (size_t)(T * row) * sizeof(float));
+            }
             const int64_t sshape[4] = {1, S, NKV, HS};
             k = duet_graph_input(g, kc, DUET_DTYPE_F32, 4, sshape);
             v = duet_graph_input(g, vc, DUET_DTYPE_F32, 4, sshape);
@@ -707,23 +723,57 @@ fail:
 }
 
 static duet_status tf_cache_alloc(duet_tf *m) {
-    if (m->ig) return DUET_OK;
     const duet_tf_params *p = &m->p;
-    size_t n = (size_t)(p->layers * p->ctx * p->kv_heads * m->HS);
-    m->kcache = duet_alloc(n * sizeof(float));
-    m->vcache = duet_alloc(n * sizeof(float));
-    m->cache_ids = duet_alloc((size_t)p->ctx * sizeof(int32_t));
-    m->window = duet_alloc((size_t)p->ctx * sizeof(int32_t));
-    m->ig = duet_graph_new((size_t)1 << 20);
-    if (!m->kcache || !m->vcache || !m->cache_ids || !m->window || !m->ig) {
-        duet_graph_free(m->ig);
-        m->ig = NULL;
-        return duet_set_error(DUET_ERR_NOMEM, "transformer: out of memory allocating the KV "
-                              "cache (%zu floats)", 2 * n);
+    const size_t n = (size_t)(p->layers * p->ctx * p->kv_heads * m->HS);
+    if (!m->ig) {
+        m->cache_ids = duet_alloc((size_t)p->ctx * sizeof(int32_t));
+        m->window = duet_alloc((size_t)p->ctx * sizeof(int32_t));
+        m->ig = duet_graph_new((size_t)1 << 20);
+        if (!m->cache_ids || !m->window || !m->ig) {
+            duet_graph_free(m->ig);
+            m->ig = NULL;
+            return duet_set_error(DUET_ERR_NOMEM, "transformer: out of memory for the "
+                                  "sampling state");
+        }
+        duet_graph_set_training(m->ig, 0);
     }
-    duet_graph_set_training(m->ig, 0);
+    const int f16 = m->cache_type == DUET_QTYPE_F16;
+    if (f16 ? !m->kc16 || !m->vc16 : !m->kcache || !m->vcache) {
+        const size_t es = f16 ? sizeof(uint16_t) : sizeof(float);
+        void *k = duet_alloc(n * es), *v = duet_alloc(n * es);
+        if (!k || !v) {
+            duet_free(k);
+            duet_free(v);
+            return duet_set_error(DUET_ERR_NOMEM, "transformer: out of memory allocating the "
+                                  "KV cache (%zu MB)", (2 * n * es) >> 20);
+        }
+        if (f16) m->kc16 = k, m->vc16 = v;
+        else m->kcache = k, m->vcache = v;
+    }
     return DUET_OK;
 }
+
+duet_status duet_tf_set_cache_type(duet_tf *m, int qtype) {
+    if (qtype != DUET_QTYPE_F32 && qtype != DUET_QTYPE_F16)
+        return duet_set_error(DUET_ERR_ARG, "transformer: the KV cache can be f32 or f16, not "
+                              "%s", duet_qtype_name(qtype));
+    if (qtype == DUET_QTYPE_F16 && m->HS > 512)
+        return duet_set_error(DUET_ERR_ARG, "transformer: an f16 KV cache needs heads of at "
+                              "most 512 values (this model's are %lld)", (long long)m->HS);
+    if (qtype == m->cache_type) return DUET_OK;
+    /* the other type's rows go; the cache starts empty */
+    duet_free(m->kcache);
+    duet_free(m->vcache);
+    duet_free(m->kc16);
+    duet_free(m->vc16);
+    m->kcache = m->vcache = NULL;
+    m->kc16 = m->vc16 = NULL;
+    m->cache_type = qtype;
+    m->pos = 0;
+    return DUET_OK;
+}
+
+int duet_tf_cache_type(const duet_tf *m) { return m->cache_type; }
 
 /* Runs `n` tokens (already copied to cache_ids[pos..pos+n)) at the cache
  * position; writes logits of the last row, or the last `rows` rows. */
