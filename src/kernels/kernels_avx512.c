@@ -257,42 +257,29 @@ static inline __attribute__((always_inline)) void NAME(float *out, float *att, c
 ATTEND_NV(attend_nv, float, LD_F32)
 ATTEND_NV(attend_nv16, uint16_t, LD_F16)
 
-static void attend_row_avx512(float *out, float *att, const float *q, const float *k,
-                              const float *v, int64_t ld, int64_t S, int64_t HS, float scale) {
-    if (S < 1 || HS % 16 != 0 || HS > 128) {
-        duet_attend_row_generic(out, att, q, k, v, ld, S, HS, scale);
-        return;
+/* HS of 16..128 in steps of 16 through the unrolled template, other sizes
+ * through the generic composition. */
+#define ATTEND_ROW(NAME, T, NV_FN, GENERIC)                                                        \
+    static void NAME(float *out, float *att, const float *q, const T *k, const T *v, int64_t ld,   \
+                     int64_t S, int64_t HS, float scale) {                                         \
+        if (S < 1 || HS % 16 != 0 || HS > 128) {                                                   \
+            GENERIC(out, att, q, k, v, ld, S, HS, scale);                                          \
+            return;                                                                                \
+        }                                                                                          \
+        switch (HS / 16) {                                                                         \
+        case 1: NV_FN(out, att, q, k, v, ld, S, scale, 1); break;                                  \
+        case 2: NV_FN(out, att, q, k, v, ld, S, scale, 2); break;                                  \
+        case 3: NV_FN(out, att, q, k, v, ld, S, scale, 3); break;                                  \
+        case 4: NV_FN(out, att, q, k, v, ld, S, scale, 4); break;                                  \
+        case 5: NV_FN(out, att, q, k, v, ld, S, scale, 5); break;                                  \
+        case 6: NV_FN(out, att, q, k, v, ld, S, scale, 6); break;                                  \
+        case 7: NV_FN(out, att, q, k, v, ld, S, scale, 7); break;                                  \
+        default: NV_FN(out, att, q, k, v, ld, S, scale, 8); break;                                 \
+        }                                                                                          \
     }
-    switch (HS / 16) {
-    case 1: attend_nv(out, att, q, k, v, ld, S, scale, 1); break;
-    case 2: attend_nv(out, att, q, k, v, ld, S, scale, 2); break;
-    case 3: attend_nv(out, att, q, k, v, ld, S, scale, 3); break;
-    case 4: attend_nv(out, att, q, k, v, ld, S, scale, 4); break;
-    case 5: attend_nv(out, att, q, k, v, ld, S, scale, 5); break;
-    case 6: attend_nv(out, att, q, k, v, ld, S, scale, 6); break;
-    case 7: attend_nv(out, att, q, k, v, ld, S, scale, 7); break;
-    default: attend_nv(out, att, q, k, v, ld, S, scale, 8); break;
-    }
-}
 
-
-static void attend_row_f16_avx512(float *out, float *att, const float *q, const uint16_t *k,
-                                  const uint16_t *v, int64_t ld, int64_t S, int64_t HS, float scale) {
-    if (S < 1 || HS % 16 != 0 || HS > 128) {
-        duet_attend_row_f16_generic(out, att, q, k, v, ld, S, HS, scale);
-        return;
-    }
-    switch (HS / 16) {
-    case 1: attend_nv16(out, att, q, k, v, ld, S, scale, 1); break;
-    case 2: attend_nv16(out, att, q, k, v, ld, S, scale, 2); break;
-    case 3: attend_nv16(out, att, q, k, v, ld, S, scale, 3); break;
-    case 4: attend_nv16(out, att, q, k, v, ld, S, scale, 4); break;
-    case 5: attend_nv16(out, att, q, k, v, ld, S, scale, 5); break;
-    case 6: attend_nv16(out, att, q, k, v, ld, S, scale, 6); break;
-    case 7: attend_nv16(out, att, q, k, v, ld, S, scale, 7); break;
-    default: attend_nv16(out, att, q, k, v, ld, S, scale, 8); break;
-    }
-}
+ATTEND_ROW(attend_row_avx512, float, attend_nv, duet_attend_row_generic)
+ATTEND_ROW(attend_row_f16_avx512, uint16_t, attend_nv16, duet_attend_row_f16_generic)
 
 const duet_kernels duet_kernels_avx512 = {
     .isa = "avx512",
