@@ -24,6 +24,7 @@
  * Q5_0, Q5_1) use the AVX2 kernels through the table's fallback.
  */
 #include "kernels/quant.h"
+#include "kernels/quant_mv.h"
 
 #include <immintrin.h>
 
@@ -172,7 +173,7 @@ const duet_quant_kernels duet_quant_kernels_avx512 = {
 
 const duet_quant_kernels duet_quant_kernels_avx512_vnni = {
     .isa = "avx512-vnni",
-    .q4_0_prep = dot_q4_0_prep_vnni,
+    .q4_0_prep = duet_q4_0_prep_vnni, /* quant_mv_avx512.c */
     .gemm8 = gemm8_tile_vnni,
     .gemm8_pack = gemm8_pack_vnni,
     .gemm8_quant = gemm8_quant_vnni,
@@ -253,6 +254,7 @@ QFN float SFX(dot_q4_0)(int64_t n, const void *vw, const void *vx) {
     return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
 }
 
+#if QUANT_AVX512_PASS == 1 /* the VNNI set has its own (quant_mv_avx512.c) */
 /* Q4_0 with the activations prepared (duet_qdot_q4_0_prep_fn): one dot per
  * block, the offset term a float product of the weight scales and xs. */
 QFN float SFX(dot_q4_0_prep)(int64_t n, const void *vw, const void *vx, const float *xd,
@@ -288,6 +290,7 @@ QFN float SFX(dot_q4_0_prep)(int64_t n, const void *vw, const void *vx, const fl
     r = _mm_add_ps(r, _mm_movehl_ps(r, r));
     return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
 }
+#endif
 
 /* Q4_K / Q5_K x Q8_K, 256-bit lanes: chunk c's 32 code bytes give sub-block
  * 2c (low nibbles) and 2c+1 (high nibbles), each dotted with its 32

@@ -29,6 +29,9 @@ void duet_qmv_rows_f16_avx512(const struct duet_qmv *mv, const void *W, int64_t 
                               float *y);
 void duet_qmv_rows_q4_0_vnni(const struct duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
                              float *y);
+/* Q4_0 x Q8_0 with prepared activations (duet_qdot_q4_0_prep_fn), VNNI. */
+float duet_q4_0_prep_vnni(int64_t n, const void *w, const void *x, const float *xd,
+                          const float *xs);
 #endif
 
 typedef struct duet_qmv {

@@ -93,15 +93,17 @@ ROWS_KERNEL(duet_qmv_rows_f16_avx512, uint16_t, LD_F16, LDM_F16)
 
 /* ---- Q4_0 x Q8_0 (VNNI), the activations prepared as duet_qmv_prepare does ----
  *
- * The one-row kernel (quant_avx512.c, dot_q4_0_prep) spreads a block's 16
- * code bytes into 32 bytes of nibbles with a shift and a 128-bit insert
- * (a shuffle-port uop) per block. Here the 16 bytes are broadcast to both
+ * The AVX-512 BW kernel (quant_avx512.c, dot_q4_0_prep_bw) spreads a
+ * block's 16 code bytes into 32 bytes of nibbles with a shift and a 128-bit
+ * insert (a shuffle-port uop) per block. With VNNI (no 16-bit saturating
+ * pairs to stay under) the 16 bytes are broadcast to both
  * halves by the load itself and one AND keeps the low nibbles in the lower
  * half and the high nibbles, times 16, in the upper; vpdpbusd's upper four
  * lanes then hold 16 x the high-nibble sums (exact multiples of 16), which
  * one arithmetic shift per 4 blocks brings back after the first reduction
- * step. The integer block sums are the ones the one-row kernel forms, and
- * the float steps are its own, in its order: the same bits per row. */
+ * step. The integer block sums are the ones the BW kernel forms, and the
+ * float steps are its own, in its order: the same bits. This is the VNNI
+ * kernel set's q4_0_prep, for duet_quant_matmul's matvec and the decode. */
 
 static inline __m256 q4_scales8(const uint8_t *p) {
     uint64_t lo = 0, hi = 0;
@@ -116,59 +118,64 @@ static inline __m256 q4_scales8(const uint8_t *p) {
                                               _mm_cvtsi64_si128((long long)hi)));
 }
 
-__attribute__((target("avx512vnni"))) void duet_qmv_rows_q4_0_vnni(const duet_qmv *mv,
-                                                                   const void *W, int64_t r0,
-                                                                   int64_t r1, float *y) {
-    const int64_t nb = mv->K / QK;
+__attribute__((target("avx512vnni"))) float duet_q4_0_prep_vnni(int64_t n, const void *vw,
+                                                                 const void *vx, const float *xd,
+                                                                 const float *xs) {
+    const int64_t nb = n / QK;
     const __m256i zero = _mm256_setzero_si256();
     const __m256i mask = _mm256_setr_epi64x(0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL,
                                             (long long)0xF0F0F0F0F0F0F0F0ULL,
                                             (long long)0xF0F0F0F0F0F0F0F0ULL);
     const __m256i sh = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
-    const float *xd = mv->xd, *xs = mv->xs;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *w = (const uint8_t *)W + r * mv->wrb, *x = mv->x;
-        __m256 acc = _mm256_setzero_ps(), acc2 = acc;
-        int64_t i = 0;
-        for (; i + 8 <= nb; i += 8, w += 8 * Q4_0_BYTES, x += 8 * Q8_0_BYTES) {
-            __m256i p[8];
-            _mm_prefetch((const char *)w + 2048, _MM_HINT_T0);
-            _mm_prefetch((const char *)w + 2048 + 64, _MM_HINT_T0);
-            _mm_prefetch((const char *)w + 2048 + 128, _MM_HINT_T0);
-            for (int j = 0; j < 8; j++) {
-                const __m256i b = _mm256_broadcastsi128_si256(
-                    _mm_loadu_si128((const __m128i *)(w + j * Q4_0_BYTES + 2)));
-                p[j] = _mm256_dpbusd_epi32(zero, _mm256_and_si256(b, mask),
-                                           _mm256_loadu_si256((const __m256i *)(x + j * Q8_0_BYTES + 2)));
-            }
-            const __m256i t0 = _mm256_hadd_epi32(p[0], p[1]), t1 = _mm256_hadd_epi32(p[2], p[3]);
-            const __m256i t2 = _mm256_hadd_epi32(p[4], p[5]), t3 = _mm256_hadd_epi32(p[6], p[7]);
-            /* lower halves: low-nibble sums; upper: 16 x high-nibble sums */
-            const __m256i u0 = _mm256_srav_epi32(_mm256_hadd_epi32(t0, t1), sh);
-            const __m256i u1 = _mm256_srav_epi32(_mm256_hadd_epi32(t2, t3), sh);
-            const __m256i h = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
-                                               _mm256_permute2x128_si256(u0, u1, 0x31));
-            const __m256 dw = q4_scales8(w);
-            acc = _mm256_fmadd_ps(dw, _mm256_mul_ps(_mm256_loadu_ps(xd + i), _mm256_cvtepi32_ps(h)),
-                                  acc);
-            acc2 = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs + i), acc2);
+    const uint8_t *w = vw, *x = vx;
+    __m256 acc = _mm256_setzero_ps(), acc2 = acc;
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8, w += 8 * Q4_0_BYTES, x += 8 * Q8_0_BYTES) {
+        __m256i p[8];
+        _mm_prefetch((const char *)w + 2048, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 2048 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + 2048 + 128, _MM_HINT_T0);
+        for (int j = 0; j < 8; j++) {
+            const __m256i b = _mm256_broadcastsi128_si256(
+                _mm_loadu_si128((const __m128i *)(w + j * Q4_0_BYTES + 2)));
+            p[j] = _mm256_dpbusd_epi32(zero, _mm256_and_si256(b, mask),
+                                       _mm256_loadu_si256((const __m256i *)(x + j * Q8_0_BYTES + 2)));
         }
-        __m256 acc1 = _mm256_setzero_ps();
-        for (; i < nb; i++, w += Q4_0_BYTES, x += Q8_0_BYTES) {
-            const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + 2)));
-            const __m256i p = _mm256_srav_epi32(
-                _mm256_dpbusd_epi32(zero, _mm256_and_si256(b, mask),
-                                    _mm256_loadu_si256((const __m256i *)(x + 2))),
-                sh);
-            uint16_t h16;
-            memcpy(&h16, w, 2);
-            const float dw = _cvtsh_ss(h16);
-            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[i]), _mm256_cvtepi32_ps(p), acc1);
-            acc2 = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_set1_ps(xs[i] * 0.125f), acc2);
-        }
-        acc = _mm256_sub_ps(_mm256_add_ps(acc, acc1), acc2);
-        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-        y[r] = _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+        const __m256i t0 = _mm256_hadd_epi32(p[0], p[1]), t1 = _mm256_hadd_epi32(p[2], p[3]);
+        const __m256i t2 = _mm256_hadd_epi32(p[4], p[5]), t3 = _mm256_hadd_epi32(p[6], p[7]);
+        /* lower halves: low-nibble sums; upper: 16 x high-nibble sums */
+        const __m256i u0 = _mm256_srav_epi32(_mm256_hadd_epi32(t0, t1), sh);
+        const __m256i u1 = _mm256_srav_epi32(_mm256_hadd_epi32(t2, t3), sh);
+        const __m256i h = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                                           _mm256_permute2x128_si256(u0, u1, 0x31));
+        const __m256 dw = q4_scales8(w);
+        acc = _mm256_fmadd_ps(dw, _mm256_mul_ps(_mm256_loadu_ps(xd + i), _mm256_cvtepi32_ps(h)),
+                              acc);
+        acc2 = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs + i), acc2);
     }
+    __m256 acc1 = _mm256_setzero_ps();
+    for (; i < nb; i++, w += Q4_0_BYTES, x += Q8_0_BYTES) {
+        const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + 2)));
+        const __m256i p = _mm256_srav_epi32(
+            _mm256_dpbusd_epi32(zero, _mm256_and_si256(b, mask),
+                                _mm256_loadu_si256((const __m256i *)(x + 2))),
+            sh);
+        uint16_t h16;
+        memcpy(&h16, w, 2);
+        const float dw = _cvtsh_ss(h16);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[i]), _mm256_cvtepi32_ps(p), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_set1_ps(xs[i] * 0.125f), acc2);
+    }
+    acc = _mm256_sub_ps(_mm256_add_ps(acc, acc1), acc2);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+}
+
+/* Rows of the caller-split matvec: one call for a chunk of rows. */
+__attribute__((target("avx512vnni"))) void duet_qmv_rows_q4_0_vnni(const duet_qmv *mv,
+                                                                   const void *W, int64_t r0,
+                                                                   int64_t r1, float *y) {
+    for (int64_t r = r0; r < r1; r++)
+        y[r] = duet_q4_0_prep_vnni(mv->K, (const uint8_t *)W + r * mv->wrb, mv->x, mv->xd, mv->xs);
 }
