@@ -37,10 +37,13 @@ void duet_qmv_prepare(duet_qmv *mv, duet_qtype t, int64_t K, const float *x, voi
     mv->xd = mv->xs = NULL;
     mv->rows = NULL;
 #if defined(__x86_64__)
-    static int off = -1; /* DUET_QMV_ROWS=0: one dot per row (for comparisons) */
+    /* DUET_QMV_ROWS=0: one dot per row (for comparisons). Every thread of
+     * the decode prepares its own vector, so the first look is atomic. */
+    static _Atomic int off_state = -1;
+    int off = off_state;
     if (off < 0) {
         const char *e = getenv("DUET_QMV_ROWS");
-        off = e && strcmp(e, "0") == 0;
+        off_state = off = e && strcmp(e, "0") == 0;
     }
     if (!off && (k == &duet_quant_kernels_avx512 || k == &duet_quant_kernels_avx512_vnni)) {
         if (t == DUET_QTYPE_F32) mv->rows = duet_qmv_rows_f32_avx512;
