@@ -17,6 +17,7 @@
 #include "testutil.h"
 
 #include "kernels/quant.h"
+#include "kernels/quant_mv.h"
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -488,8 +489,14 @@ static void test_matmul(void) {
             int same = st == DUET_OK;
             /* Q4_0 on a set with q4_0_prep: the same integer block sums,
              * scaled in another float order -> within a few ulps of the sum
-             * of |terms| (the dot of |w| and |x| bounds it) */
-            const int prep = t == DUET_QTYPE_Q4_0 && duet_k.quant && duet_k.quant->q4_0_prep;
+             * of |terms| (the dot of |w| and |x| bounds it); */
+            /* the same for types with a multi-row kernel in this set (the
+             * matvec runs the decode's rows kernels, quant_mv.h) */
+            duet_qmv mvk;
+            void *mvs = malloc((size_t)duet_qmv_scratch_bytes(t, K) + 1);
+            duet_qmv_prepare(&mvk, t, K, X, mvs);
+            free(mvs);
+            const int prep = dt != DUET_QTYPE_F32 && (mvk.rows || mvk.prep);
             for (int64_t r = 0; r < M; r++) {
                 float want = duet_quant_dot(t, K, W + r * wrb, dt == DUET_QTYPE_F32 ? (const void *)X : xq);
                 if (prep) {
@@ -535,6 +542,92 @@ static void test_matmul(void) {
     }
     duet_kernel_force("scalar");
     free(X), free(Wf), free(Y), free(Y2), free(Wd), free(Xd), free(W), free(xq);
+}
+
+/* The caller-split matvec (quant_mv.h) of every weight type in every kernel
+ * set: duet_qmv_rows over any split of the rows gives each row the same bits
+ * as that row alone (so neither the chunking of the decode nor the thread
+ * count changes a result), equal to rounding to the one-row dot and to the
+ * scalar reference (test_dots' bound), with row counts that are not
+ * multiples of the kernels' groups of four and K with blocks left over
+ * after the 8-block steps. Gaussian and random-bytes weights (Q8_0's -128
+ * codes, every nibble and scale pattern). */
+static void test_qmv_rows(void) {
+    const char *sets[] = {"scalar", "avx2", "avx512"};
+    static const int64_t Ks32[] = {32, 224, 416, 2048 + 96}, KsK[] = {256, 768, 1280};
+    const int64_t MR = 11, KMAX = 2048 + 256;
+    float *x = malloc(KMAX * sizeof(float)), *wf = malloc(MR * KMAX * sizeof(float));
+    float *wd = malloc(KMAX * sizeof(float)), *xd = malloc(KMAX * sizeof(float));
+    float *y = malloc(MR * sizeof(float)), *y1 = malloc(MR * sizeof(float));
+    uint8_t *w = malloc((size_t)MR * KMAX * 4 + 64), *xq = malloc((size_t)KMAX * 4 + 64);
+    for (int s = 0; s < 3; s++) {
+        if (duet_kernel_force(sets[s]) != DUET_OK) continue;
+        for (int ti = 0; ti < NW; ti++) {
+            const duet_qtype t = WEIGHTS[ti], dt = duet_qtype_dot_type(t);
+            const int kq = duet_qtype_block_size(t) == QK_K;
+            const int nk = kq ? 3 : 4;
+            int split_same = 1, near_dot = 1, near_ref = 1, grouped = 0;
+            double worst = 0;
+            for (int ki = 0; ki < nk; ki++) {
+                const int64_t K = kq ? KsK[ki] : Ks32[ki];
+                const int64_t wrb = duet_qtype_row_bytes(t, K);
+                for (int mode = 0; mode < 2; mode++) {
+                    const uint64_t seed = 7000 + 100 * (uint64_t)ti + 10 * (uint64_t)ki + (uint64_t)mode;
+                    if (mode == 1) random_blocks(t, w, MR * K, seed);
+                    else {
+                        signal(wf, MR * K, 0, seed);
+                        duet_quantize_row(t, wf, w, MR * K);
+                    }
+                    signal(x, K, 0, seed + 3);
+                    void *scratch = malloc((size_t)duet_qmv_scratch_bytes(t, K) + 1);
+                    duet_qmv mv;
+                    duet_qmv_prepare(&mv, t, K, x, scratch);
+                    grouped |= mv.rows != NULL;
+                    /* each row alone (f32 / f16: the rows in fours) */
+                    for (int64_t r = 0; r < MR; r++)
+                        if (dt != DUET_QTYPE_F32) duet_qmv_rows(&mv, w, r, r + 1, y1);
+                        else if (r % 4 == 0) duet_qmv_rows(&mv, w, r, r + 4 < MR ? r + 4 : MR, y1);
+                    /* whole, and in splits at every offset (f32 / f16: at
+                     * multiples of four, their kernels' groups — they sum a
+                     * group's rows in another order than a lone row's, and
+                     * the decode's chunks are multiples of four) */
+                    const int64_t step = dt == DUET_QTYPE_F32 ? 4 : 1;
+                    for (int64_t a = 0; a < MR; a += step)
+                        for (int64_t b = a + step; b <= MR + step - 1; b += step) {
+                            if (b > MR) b = MR;
+                            for (int64_t r = 0; r < MR; r++) y[r] = -1.0f;
+                            if (a > 0) duet_qmv_rows(&mv, w, 0, a, y);
+                            duet_qmv_rows(&mv, w, a, b, y);
+                            if (b < MR) duet_qmv_rows(&mv, w, b, MR, y);
+                            split_same &= memcmp(y, y1, MR * sizeof(float)) == 0;
+                        }
+                    /* against the one-row dot and the scalar reference */
+                    if (dt != DUET_QTYPE_F32) duet_quantize_row(dt, x, xq, K);
+                    const void *xv = dt == DUET_QTYPE_F32 ? (const void *)x : xq;
+                    if (dt != DUET_QTYPE_F32) duet_dequantize_row(dt, xq, xd, K);
+                    else memcpy(xd, x, K * sizeof(float));
+                    for (int64_t r = 0; r < MR; r++) {
+                        const uint8_t *wr = w + r * wrb;
+                        duet_dequantize_row(t, wr, wd, K);
+                        const double mag = dot_mag(t, wr, wd, xd, K) + 1e-30;
+                        const double e1 = fabs((double)y1[r] - (double)duet_quant_dot(t, K, wr, xv)) / mag;
+                        const double e2 = fabs((double)y1[r] - (double)duet_quant_dot_ref(t, K, wr, xv)) / mag;
+                        worst = fmax(worst, e2);
+                        near_dot &= e1 <= 1e-6;
+                        near_ref &= e2 <= 1e-5;
+                    }
+                    free(scratch);
+                }
+            }
+            T_CHECK(split_same, "%s %s: qmv rows in any split = each row alone, bit for bit%s",
+                    sets[s], duet_qtype_name(t), grouped ? " (multi-row kernel)" : "");
+            T_CHECK(near_dot, "%s %s: qmv rows = one-row dot to rounding", sets[s], duet_qtype_name(t));
+            T_CHECK(near_ref, "%s %s: qmv rows vs scalar reference (worst %.2e of the magnitude)",
+                    sets[s], duet_qtype_name(t), worst);
+        }
+    }
+    duet_kernel_force("scalar");
+    free(x), free(wf), free(wd), free(xd), free(y), free(y1), free(w), free(xq);
 }
 
 /* Batches of >= 16 rows (the GEMM path): f32 activations times exactly
@@ -784,7 +877,10 @@ static void bench_matvec(void) {
     const duet_qtype types[] = {DUET_QTYPE_F32, DUET_QTYPE_F16, DUET_QTYPE_Q8_0, DUET_QTYPE_Q6_K,
                                 DUET_QTYPE_Q5_K, DUET_QTYPE_Q4_K, DUET_QTYPE_Q4_0};
     float *wf = malloc(M * K * sizeof(float)), *x = malloc(K * sizeof(float)), *y = malloc(M * sizeof(float));
-    uint8_t *scratch = malloc((size_t)K * 2);
+    int64_t sbmax = 1;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        sbmax = sbmax > duet_quant_scratch_bytes(types[i], K, 1) ? sbmax : duet_quant_scratch_bytes(types[i], K, 1);
+    uint8_t *scratch = malloc((size_t)sbmax);
     signal(wf, M * K, 0, 1);
     signal(x, K, 0, 2);
     printf("  matvec %lld x %lld, %d threads, kernels %s (weights from DRAM)\n", (long long)M,
@@ -831,6 +927,7 @@ int main(void) {
     test_quant_error();
     test_dots();
     test_matmul();
+    test_qmv_rows();
     duet_kernel_force(isa);
     test_matmul_gemm();
     test_gemm8_layout();

@@ -6,10 +6,13 @@
  * runs a whole token inside one parallel region and hands rows of several
  * matrices to its threads itself.
  *
- * duet_qmv_row is one dot of the same kernel duet_quant_matmul's matvec
- * uses, with the same prepared vector: the two give the same bits.
- * duet_qmv_rows may take several f32 / f16 rows at once instead (same
- * result to rounding). Private to src/kernels and src/models.
+ * duet_quant_matmul's matvec (N == 1, quantized weights) is duet_qmv_prepare
+ * and duet_qmv_rows over chunks of rows, so it and the decode give the same
+ * bits. duet_qmv_rows takes several rows per call where the set has a
+ * multi-row kernel (f32, f16; with VNNI Q8_0, Q4_0, Q4_K): for the
+ * quantized types a row's bits do not depend on which rows share its call,
+ * and equal duet_qmv_row's (the one-row dot) to rounding. Private to
+ * src/kernels and src/models.
  */
 #ifndef DUET_KERNELS_QUANT_MV_H
 #define DUET_KERNELS_QUANT_MV_H
@@ -29,6 +32,11 @@ void duet_qmv_rows_f16_avx512(const struct duet_qmv *mv, const void *W, int64_t 
                               float *y);
 void duet_qmv_rows_q4_0_vnni(const struct duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
                              float *y);
+void duet_qmv_rows_q8_0_vnni(const struct duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
+                             float *y);
+void duet_qmv_rows_q4_k_vnni(const struct duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
+                             float *y);
+void duet_qmv_prep_q8_k_pairs(const uint8_t *x, int64_t K, uint8_t *xk);
 /* Q4_0 x Q8_0 with prepared activations (duet_qdot_q4_0_prep_fn), VNNI. */
 float duet_q4_0_prep_vnni(int64_t n, const void *w, const void *x, const float *xd,
                           const float *xs);
@@ -40,6 +48,9 @@ typedef struct duet_qmv {
     duet_qdot_q4_0_prep_fn prep;    /* Q4_0 with the prepared offset terms */
     const uint8_t *x;               /* the vector in the dot type (or f32) */
     const float *xd, *xs;           /* prep only: per-block scale and offset term */
+                                    /* (Q8_0 rows: xd and xc = -128 * sum of codes) */
+    const int32_t *xc;
+    const uint8_t *xk;              /* Q4_K rows: the Q8_K codes in pair order */
     int64_t K, wrb;                 /* columns; bytes per weight row */
 } duet_qmv;
 
@@ -57,8 +68,9 @@ static inline float duet_qmv_row(const duet_qmv *mv, const void *W, int64_t r) {
     return mv->prep ? mv->prep(mv->K, w, mv->x, mv->xd, mv->xs) : mv->dot(mv->K, w, mv->x);
 }
 
-/* Rows r0..r1-1: the multi-row kernel where there is one (f32 / f16: equal
- * to duet_qmv_row to rounding, not bit for bit; Q4_0: the same bits), else
+/* Rows r0..r1-1: the multi-row kernel where there is one (equal to
+ * duet_qmv_row to rounding, not bit for bit; Q4_0: the same bits; f32 /
+ * f16 rows in groups of four sum in another order than a lone row), else
  * one dot per row. */
 static inline void duet_qmv_rows(const duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
                                  float *y) {

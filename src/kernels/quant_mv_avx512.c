@@ -1,7 +1,7 @@
 /*
- * quant_mv_avx512.c — four weight rows at a time for the caller-split
- * matrix-vector product (quant_mv.h), f32 and f16 weights with an f32
- * vector. Per row the one-row dot costs a call, its own loads of x and a
+ * quant_mv_avx512.c — several weight rows at a time for the caller-split
+ * matrix-vector product (quant_mv.h): f32 and f16 weights with an f32
+ * vector, and with VNNI the Q4_0, Q8_0 and Q4_K rows (further below). Per row the one-row dot costs a call, its own loads of x and a
  * 16-lane horizontal sum; for rows of a few hundred elements (a 15M-shape
  * model's 32000 x 288 output matrix, GPT-2 small's 384-wide rows) that
  * adds up. Here a group of four rows is one call and one reduction tree
@@ -178,4 +178,187 @@ __attribute__((target("avx512vnni"))) void duet_qmv_rows_q4_0_vnni(const duet_qm
                                                                    int64_t r1, float *y) {
     for (int64_t r = r0; r < r1; r++)
         y[r] = duet_q4_0_prep_vnni(mv->K, (const uint8_t *)W + r * mv->wrb, mv->x, mv->xd, mv->xs);
+}
+
+/* ======================================================================== */
+/* Q8_0, Q4_K, Q6_K rows (VNNI)                                              */
+/* ======================================================================== */
+/*
+ * Up to four rows per pass share the activation loads (and for the K
+ * quants the bsums and the activation scale); each row keeps its own
+ * accumulators and goes through the same operations in the same order
+ * whether it is computed in a group or alone, so a row's bits never depend
+ * on its neighbours, on the chunking or on the thread count.
+ */
+#define VNNI __attribute__((target("avx512vnni")))
+#define INL static inline __attribute__((always_inline, target("avx512vnni")))
+
+/* Lane j = the sum of the 8 i32 lanes of p[j]. */
+INL __m256i hsum8x8_v(const __m256i p[8]) {
+    const __m256i t0 = _mm256_hadd_epi32(p[0], p[1]), t1 = _mm256_hadd_epi32(p[2], p[3]);
+    const __m256i t2 = _mm256_hadd_epi32(p[4], p[5]), t3 = _mm256_hadd_epi32(p[6], p[7]);
+    const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                            _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+static inline float f16v(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum_ps8(__m256 a) {
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
+}
+
+static inline __m256 scales8_at(const uint8_t *p, int stride) {
+    uint64_t lo = 0, hi = 0;
+    for (int j = 0; j < 4; j++) {
+        uint16_t a, b;
+        memcpy(&a, p + j * stride, 2);
+        memcpy(&b, p + (j + 4) * stride, 2);
+        lo |= (uint64_t)a << (16 * j);
+        hi |= (uint64_t)b << (16 * j);
+    }
+    return _mm256_cvtph_ps(_mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)lo),
+                                              _mm_cvtsi64_si128((long long)hi)));
+}
+
+/* ---- Q8_0 x Q8_0 ----
+ * The weight codes w are signed; w ^ 0x80 = w + 128 is their unsigned
+ * form for vpdpbusd (one XOR instead of the |w|, sign(x, w) pair), and the
+ * 128 * sum(x) it adds is taken back by the prepared per-block term
+ * xc = -128 * sum(x) after the reduction: exact integer block sums. Per 8
+ * blocks the float step is dw * (dx * isum), as in the Q4_0 kernel. */
+INL void q8_0_rows_n(const duet_qmv *mv, const uint8_t *w, int R, float *y) {
+    const int64_t nb = mv->K / QK, wrb = mv->wrb;
+    const uint8_t *x = mv->x;
+    const float *xd = mv->xd;
+    const int32_t *xc = mv->xc;
+    const __m256i zero = _mm256_setzero_si256(), flip = _mm256_set1_epi8((char)0x80);
+    __m256 acc[4], acc1[4];
+    for (int r = 0; r < R; r++) acc[r] = acc1[r] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= nb; i += 8) {
+        const uint8_t *xb = x + i * Q8_0_BYTES;
+        __m256i xv[8];
+        for (int j = 0; j < 8; j++) xv[j] = _mm256_loadu_si256((const __m256i *)(xb + j * Q8_0_BYTES + 2));
+        const __m256 dx = _mm256_loadu_ps(xd + i);
+        const __m256i c = _mm256_loadu_si256((const __m256i *)(xc + i));
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + r * wrb + i * Q8_0_BYTES;
+            for (int o = 0; o < 8 * Q8_0_BYTES; o += 64) _mm_prefetch((const char *)wb + 2048 + o, _MM_HINT_T0);
+            __m256i p[8];
+            for (int j = 0; j < 8; j++)
+                p[j] = _mm256_dpbusd_epi32(zero, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wb + j * Q8_0_BYTES + 2)), flip), xv[j]);
+            const __m256i h = _mm256_add_epi32(hsum8x8_v(p), c);
+            acc[r] = _mm256_fmadd_ps(scales8_at(wb, Q8_0_BYTES), _mm256_mul_ps(dx, _mm256_cvtepi32_ps(h)), acc[r]);
+        }
+    }
+    for (; i < nb; i++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + i * Q8_0_BYTES + 2));
+        const __m256i c = _mm256_setr_epi32(xc[i], 0, 0, 0, 0, 0, 0, 0);
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + r * wrb + i * Q8_0_BYTES;
+            const __m256i p = _mm256_dpbusd_epi32(c, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wb + 2)), flip), xv);
+            uint16_t h16;
+            memcpy(&h16, wb, 2);
+            acc1[r] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(h16) * xd[i]), _mm256_cvtepi32_ps(p), acc1[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) y[r] = hsum_ps8(_mm256_add_ps(acc[r], acc1[r]));
+}
+
+VNNI void duet_qmv_rows_q8_0_vnni(const duet_qmv *mv, const void *W, int64_t r0, int64_t r1, float *y) {
+    const uint8_t *w = W;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) q8_0_rows_n(mv, w + r * mv->wrb, 4, y + r);
+    for (; r < r1; r++) q8_0_rows_n(mv, w + r * mv->wrb, 1, y + r);
+}
+
+/* ---- Q4_K x Q8_K ----
+ * 512-bit steps (on Zen 4 each is one instruction for two 256-bit halves:
+ * this kernel was bound by the instruction count, not the execution
+ * units). A 64-byte load of qs gives the low nibbles of sub-blocks 2c and
+ * 2c + 2 and the high nibbles of 2c + 1 and 2c + 3 (c = 0, 2); the
+ * activations are prepared once per vector in that order (mv->xk). Per
+ * sub-block pair vpmaddubsw forms 16-bit pair sums (at most 2 * 15 * 128,
+ * no saturation) and one vpdpwssd with the [sc, sc] 16-bit scales adds
+ * sc * (pair sum) into the super-block's i32 lanes — no horizontal sum per
+ * sub-block. The mins pair with the bsums in one vpmaddwd. Per super-block
+ * the lanes (exact integers, < 2^24) are scaled by d * dx and dmin * dx in
+ * float; the lanes are summed once per row. */
+INL void q4_k_scales(const uint8_t *s, __m512i *sc, __m256i *mins16) {
+    const uint32_t u0 = q_u32(s), u1 = q_u32(s + 4), u2 = q_u32(s + 8);
+    const uint64_t scb = (uint64_t)(u0 & 0x3f3f3f3fu) |
+                         (uint64_t)((u2 & 0x0f0f0f0fu) | ((u0 >> 2) & 0x30303030u)) << 32;
+    const uint64_t mnb = (uint64_t)(u1 & 0x3f3f3f3fu) |
+                         (uint64_t)(((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 2) & 0x30303030u)) << 32;
+    const __m256i v = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)scb));
+    *sc = _mm512_castsi256_si512(_mm256_or_si256(v, _mm256_slli_epi32(v, 16)));
+    const __m128i mv = _mm_cvtsi64_si128((long long)mnb);
+    *mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv));
+}
+
+/* Q8_K codes of x reordered for the 512-bit steps: per super-block the
+ * 32-value pieces 0 2 1 3 4 6 5 7. */
+void duet_qmv_prep_q8_k_pairs(const uint8_t *x, int64_t K, uint8_t *xk) {
+    static const int order[8] = {0, 2, 1, 3, 4, 6, 5, 7};
+    for (int64_t i = 0; i < K / QK_K; i++)
+        for (int k = 0; k < 8; k++)
+            memcpy(xk + i * QK_K + 32 * k, x + i * Q8_K_BYTES + Q8_K_QS + 32 * order[k], 32);
+}
+
+INL void q4_k_rows_n(const duet_qmv *mv, const uint8_t *w, int R, float *y) {
+    const int64_t nsb = mv->K / QK_K, wrb = mv->wrb;
+    const uint8_t *x = mv->x, *xk = mv->xk;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i i0 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2);
+    const __m512i i1 = _mm512_add_epi32(i0, _mm512_set1_epi32(1));
+    const __m512i i2 = _mm512_add_epi32(i0, _mm512_set1_epi32(4));
+    const __m512i i3 = _mm512_add_epi32(i0, _mm512_set1_epi32(5));
+    __m512 acc[4];
+    __m256 accm[4];
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps(), accm[r] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, x += Q8_K_BYTES, xk += QK_K) {
+        const float dx = q_f32(x);
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)(x + Q8_K_BSUMS));
+        const __m512i x0 = _mm512_loadu_si512((const void *)xk), x1 = _mm512_loadu_si512((const void *)(xk + 64));
+        const __m512i x2 = _mm512_loadu_si512((const void *)(xk + 128)), x3 = _mm512_loadu_si512((const void *)(xk + 192));
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + r * wrb + i * Q4_K_BYTES;
+            for (int o = 0; o < Q4_K_BYTES; o += 64) _mm_prefetch((const char *)wb + 2048 + o, _MM_HINT_T0);
+            __m512i sc;
+            __m256i mn;
+            q4_k_scales(wb + Q4_K_SCALES, &sc, &mn);
+            const __m512i b0 = _mm512_loadu_si512((const void *)(wb + Q4_K_QS));
+            const __m512i b1 = _mm512_loadu_si512((const void *)(wb + Q4_K_QS + 64));
+            __m512i a = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(_mm512_and_si512(b0, m4), x0),
+                                            _mm512_permutexvar_epi32(i0, sc));
+            __m512i a1 = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(b0, 4), m4), x1),
+                                             _mm512_permutexvar_epi32(i1, sc));
+            a = _mm512_dpwssd_epi32(a, _mm512_maddubs_epi16(_mm512_and_si512(b1, m4), x2),
+                                    _mm512_permutexvar_epi32(i2, sc));
+            a1 = _mm512_dpwssd_epi32(a1, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(b1, 4), m4), x3),
+                                     _mm512_permutexvar_epi32(i3, sc));
+            const __m256i imin = _mm256_madd_epi16(bs, mn);
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(f16v(wb) * dx), _mm512_cvtepi32_ps(_mm512_add_epi32(a, a1)), acc[r]);
+            accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16v(wb + 2) * dx), _mm256_cvtepi32_ps(imin), accm[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        const __m256 t = _mm256_add_ps(_mm512_castps512_ps256(acc[r]),
+                                       _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r]), 1)));
+        y[r] = hsum_ps8(_mm256_sub_ps(t, accm[r]));
+    }
+}
+
+VNNI void duet_qmv_rows_q4_k_vnni(const duet_qmv *mv, const void *W, int64_t r0, int64_t r1, float *y) {
+    const uint8_t *w = W;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) q4_k_rows_n(mv, w + r * mv->wrb, 4, y + r);
+    for (; r < r1; r++) q4_k_rows_n(mv, w + r * mv->wrb, 1, y + r);
 }
