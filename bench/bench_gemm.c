@@ -40,6 +40,20 @@ static const shape SHAPES[] = {
     {"lin_fwd", 0, 1, 4096, 768, 768},
     {"lin_dinp", 0, 0, 4096, 768, 768},
     {"lin_dW", 1, 0, 768, 768, 4096},
+    /* the storyteller issue's config (C 384, hidden 1536, 4096 tokens):
+     * qkv, attention output, MLP up and down, each forward / dinp / dW */
+    {"qkv_fwd", 0, 1, 4096, 1152, 384},
+    {"qkv_dinp", 0, 0, 4096, 384, 1152},
+    {"qkv_dW", 1, 0, 1152, 384, 4096},
+    {"prj_fwd", 0, 1, 4096, 384, 384},
+    {"prj_dinp", 0, 0, 4096, 384, 384},
+    {"prj_dW", 1, 0, 384, 384, 4096},
+    {"up_fwd", 0, 1, 4096, 1536, 384},
+    {"up_dinp", 0, 0, 4096, 384, 1536},
+    {"up_dW", 1, 0, 1536, 384, 4096},
+    {"dn_fwd", 0, 1, 4096, 384, 1536},
+    {"dn_dinp", 0, 0, 4096, 1536, 384},
+    {"dn_dW", 1, 0, 384, 1536, 4096},
     {"infer64", 0, 1, 64, 768, 768},
     {"infer16", 0, 1, 16, 768, 768},
 };
