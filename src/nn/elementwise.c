@@ -14,10 +14,17 @@ void duet_add_forward(float *out, const float *a, const float *b, int64_t n) {
 }
 
 void duet_add_backward(float *da, float *db, const float *dout, int64_t n) {
+    /* one loop per case, with no test inside, so each vectorises */
+    if (da && db) {
 #pragma omp parallel for schedule(static) if (duet_omp_enough(n))
-    for (int64_t i = 0; i < n; i++) {
-        if (da) da[i] += dout[i];
-        if (db) db[i] += dout[i];
+        for (int64_t i = 0; i < n; i++) {
+            da[i] += dout[i];
+            db[i] += dout[i];
+        }
+    } else if (da || db) {
+        float *d = da ? da : db;
+#pragma omp parallel for schedule(static) if (duet_omp_enough(n))
+        for (int64_t i = 0; i < n; i++) d[i] += dout[i];
     }
 }
 
