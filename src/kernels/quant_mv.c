@@ -58,6 +58,8 @@ void duet_qmv_prepare(duet_qmv *mv, duet_qtype t, int64_t K, const float *x, voi
             mv->rows = duet_qmv_rows_q8_0_vnni;
         if (t == DUET_QTYPE_Q4_K && k == &duet_quant_kernels_avx512_vnni)
             mv->rows = duet_qmv_rows_q4_k_vnni;
+        if (t == DUET_QTYPE_Q6_K && k == &duet_quant_kernels_avx512_vnni)
+            mv->rows = duet_qmv_rows_q6_k_vnni;
     }
 #endif
     if (dt == DUET_QTYPE_F32) {

@@ -9,7 +9,7 @@
  * duet_quant_matmul's matvec (N == 1, quantized weights) is duet_qmv_prepare
  * and duet_qmv_rows over chunks of rows, so it and the decode give the same
  * bits. duet_qmv_rows takes several rows per call where the set has a
- * multi-row kernel (f32, f16; with VNNI Q8_0, Q4_0, Q4_K): for the
+ * multi-row kernel (f32, f16; with VNNI Q8_0, Q4_0, Q4_K, Q6_K): for the
  * quantized types a row's bits do not depend on which rows share its call,
  * and equal duet_qmv_row's (the one-row dot) to rounding. Private to
  * src/kernels and src/models.
@@ -35,6 +35,8 @@ void duet_qmv_rows_q4_0_vnni(const struct duet_qmv *mv, const void *W, int64_t r
 void duet_qmv_rows_q8_0_vnni(const struct duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
                              float *y);
 void duet_qmv_rows_q4_k_vnni(const struct duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
+                             float *y);
+void duet_qmv_rows_q6_k_vnni(const struct duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
                              float *y);
 void duet_qmv_prep_q8_k_pairs(const uint8_t *x, int64_t K, uint8_t *xk);
 /* Q4_0 x Q8_0 with prepared activations (duet_qdot_q4_0_prep_fn), VNNI. */

@@ -362,3 +362,66 @@ VNNI void duet_qmv_rows_q4_k_vnni(const duet_qmv *mv, const void *W, int64_t r0,
     for (; r + 4 <= r1; r += 4) q4_k_rows_n(mv, w + r * mv->wrb, 4, y + r);
     for (; r < r1; r++) q4_k_rows_n(mv, w + r * mv->wrb, 1, y + r);
 }
+
+/* ---- Q6_K x Q8_K ----
+ * The unpacking of quant_avx512.c's dot_q6_k: per half of 128 values, qa =
+ * values 0-63 and qb = values 64-127 as 6-bit codes (u8), i32 lane k of a
+ * 64-value product covering values 4k..4k+3, 16-group k / 4. vpmaddubsw
+ * forms the 16-bit pair sums (at most 2 * 63 * 128, no saturation) and one
+ * vpdpwssd with [sc, sc] 16-bit pairs (the group's i8 scale, spread to its
+ * lanes by vpermd) adds sc * (pair sum): no vpmulld. The -32 offset is
+ * -32 * sum(sc * bsum), one vpmaddwd. A super-block's lanes are exact
+ * integers with one float scale d * dx; the lanes are summed once per row. */
+INL void q6_k_rows_n(const duet_qmv *mv, const uint8_t *w, int R, float *y) {
+    const int64_t nsb = mv->K / QK_K, wrb = mv->wrb;
+    const uint8_t *x = mv->x;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
+    const __m512i g0 = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const __m512i g1 = _mm512_add_epi32(g0, _mm512_set1_epi32(4));
+    const __m512i g2 = _mm512_add_epi32(g0, _mm512_set1_epi32(8));
+    const __m512i g3 = _mm512_add_epi32(g0, _mm512_set1_epi32(12));
+    __m512 acc[4];
+    for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nsb; i++, x += Q8_K_BYTES) {
+        const float dx = q_f32(x);
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)(x + Q8_K_BSUMS));
+        const __m512i x0 = _mm512_loadu_si512((const void *)(x + Q8_K_QS));
+        const __m512i x1 = _mm512_loadu_si512((const void *)(x + Q8_K_QS + 64));
+        const __m512i x2 = _mm512_loadu_si512((const void *)(x + Q8_K_QS + 128));
+        const __m512i x3 = _mm512_loadu_si512((const void *)(x + Q8_K_QS + 192));
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wb = w + r * wrb + i * Q6_K_BYTES;
+            for (int o = 0; o < Q6_K_BYTES; o += 64) _mm_prefetch((const char *)wb + 2048 + o, _MM_HINT_T0);
+            const __m128i sc8 = _mm_loadu_si128((const __m128i *)(wb + Q6_K_SCALES));
+            const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+            /* i32 lane j: [sc_j, sc_j] as 16-bit pairs */
+            const __m512i scp = _mm512_cvtepu16_epi32(sc16);
+            const __m512i sp = _mm512_or_si512(scp, _mm512_slli_epi32(scp, 16));
+            const __m256i off = _mm256_madd_epi16(sc16, bs);
+            __m512i isum = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5)));
+            isum = _mm512_inserti64x4(isum, _mm256_setzero_si256(), 1);
+            for (int h = 0; h < 2; h++) {
+                const __m512i l = _mm512_loadu_si512((const void *)(wb + Q6_K_QL + 64 * h));
+                const __m256i qh = _mm256_loadu_si256((const __m256i *)(wb + Q6_K_QH + 32 * h));
+                const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+                const __m512i qa = _mm512_or_si512(_mm512_and_si512(l, m4),
+                                                   _mm512_and_si512(_mm512_slli_epi16(hh, 4), m2));
+                const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                                   _mm512_and_si512(hh, m2));
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, h ? x2 : x0),
+                                           _mm512_permutexvar_epi32(h ? g2 : g0, sp));
+                isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, h ? x3 : x1),
+                                           _mm512_permutexvar_epi32(h ? g3 : g1, sp));
+            }
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(f16v(wb + Q6_K_D) * dx), _mm512_cvtepi32_ps(isum), acc[r]);
+        }
+    }
+    for (int r = 0; r < R; r++) y[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+VNNI void duet_qmv_rows_q6_k_vnni(const duet_qmv *mv, const void *W, int64_t r0, int64_t r1, float *y) {
+    const uint8_t *w = W;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) q6_k_rows_n(mv, w + r * mv->wrb, 4, y + r);
+    for (; r < r1; r++) q6_k_rows_n(mv, w + r * mv->wrb, 1, y + r);
+}
