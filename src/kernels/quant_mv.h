@@ -8,11 +8,12 @@
  *
  * duet_quant_matmul's matvec (N == 1, quantized weights) is duet_qmv_prepare
  * and duet_qmv_rows over chunks of rows, so it and the decode give the same
- * bits. duet_qmv_rows takes several rows per call where the set has a
- * multi-row kernel (f32, f16; with VNNI Q8_0, Q4_0, Q4_K, Q6_K): for the
- * quantized types a row's bits do not depend on which rows share its call,
- * and equal duet_qmv_row's (the one-row dot) to rounding. Private to
- * src/kernels and src/models.
+ * bits. duet_qmv_rows runs a chunk of rows in one call where the set has a
+ * rows kernel (f32 / f16: four rows at a time; with VNNI Q8_0, Q4_0, Q4_K,
+ * Q6_K: kernels of their own, row after row): for the quantized types a
+ * row's bits do not depend on which rows share its call, and equal
+ * duet_qmv_row's (the one-row dot) to rounding. Private to src/kernels and
+ * src/models.
  */
 #ifndef DUET_KERNELS_QUANT_MV_H
 #define DUET_KERNELS_QUANT_MV_H
