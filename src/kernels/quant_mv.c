@@ -26,7 +26,7 @@ int64_t duet_qmv_scratch_bytes(duet_qtype t, int64_t K) {
     if (dt == DUET_QTYPE_F32) return 0;
     const int64_t nb = K / QK;
     return duet_qtype_row_bytes(dt, K) + 64 + 2 * nb * (int64_t)sizeof(float) + 64 +
-           (dt == DUET_QTYPE_Q8_K ? K + 64 : 0);
+           (dt == DUET_QTYPE_Q8_K ? K + 64 : 0) + (t == DUET_QTYPE_Q4_0 ? 40 * nb + 64 : 0);
 }
 
 void duet_qmv_prepare(duet_qmv *mv, duet_qtype t, int64_t K, const float *x, void *scratch) {
@@ -102,4 +102,11 @@ void duet_qmv_prepare(duet_qmv *mv, duet_qtype t, int64_t K, const float *x, voi
     }
     mv->xd = xd;
     mv->xs = xs;
+#if defined(__x86_64__)
+    if (mv->rows == duet_qmv_rows_q4_0_vnni) { /* pairs of blocks (quant_mv_avx512.c) */
+        uint8_t *xg = align64(xs + nb);
+        duet_qmv_prep_q4_0_groups(q, K, xd, xs, xg);
+        mv->xk = xg;
+    }
+#endif
 }

@@ -40,6 +40,8 @@ void duet_qmv_rows_q4_k_vnni(const struct duet_qmv *mv, const void *W, int64_t r
 void duet_qmv_rows_q6_k_vnni(const struct duet_qmv *mv, const void *W, int64_t r0, int64_t r1,
                              float *y);
 void duet_qmv_prep_q8_k_pairs(const uint8_t *x, int64_t K, uint8_t *xk);
+void duet_qmv_prep_q4_0_groups(const uint8_t *x, int64_t K, const float *xd, const float *xs,
+                               uint8_t *out);
 /* Q4_0 x Q8_0 with prepared activations (duet_qdot_q4_0_prep_fn), VNNI. */
 float duet_q4_0_prep_vnni(int64_t n, const void *w, const void *x, const float *xd,
                           const float *xs);
@@ -53,7 +55,8 @@ typedef struct duet_qmv {
     const float *xd, *xs;           /* prep only: per-block scale and offset term */
                                     /* (Q8_0 rows: xd and xc = -128 * sum of codes) */
     const int32_t *xc;
-    const uint8_t *xk;              /* Q4_K rows: the Q8_K codes in pair order */
+    const uint8_t *xk;              /* Q4_K rows: the Q8_K codes in pair order; */
+                                    /* Q4_0 rows: 320-byte records per 8 blocks */
     int64_t K, wrb;                 /* columns; bytes per weight row */
 } duet_qmv;
 

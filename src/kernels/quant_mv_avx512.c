@@ -172,13 +172,7 @@ __attribute__((target("avx512vnni"))) float duet_q4_0_prep_vnni(int64_t n, const
     return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
 }
 
-/* Rows of the caller-split matvec: one call for a chunk of rows. */
-__attribute__((target("avx512vnni"))) void duet_qmv_rows_q4_0_vnni(const duet_qmv *mv,
-                                                                   const void *W, int64_t r0,
-                                                                   int64_t r1, float *y) {
-    for (int64_t r = r0; r < r1; r++)
-        y[r] = duet_q4_0_prep_vnni(mv->K, (const uint8_t *)W + r * mv->wrb, mv->x, mv->xd, mv->xs);
-}
+/* Rows of the caller-split matvec: duet_qmv_rows_q4_0_vnni below. */
 
 /* ======================================================================== */
 /* Q8_0, Q4_K, Q6_K rows (VNNI)                                              */
@@ -425,4 +419,85 @@ VNNI void duet_qmv_rows_q6_k_vnni(const duet_qmv *mv, const void *W, int64_t r0,
     const uint8_t *w = W;
     int64_t r = r0;
     for (; r < r1; r++) q6_k_rows_n(mv, w + r * mv->wrb, 1, y + r);
+}
+
+/* ---- Q4_0 x Q8_0, rows ----
+ * Two blocks per 256-bit register: [codes of block b | codes of block
+ * b + 1] (16 bytes each); (v << 4) & 0xF0 is 16 x the low nibbles and
+ * v & 0xF0 16 x the high ones, each dotted by vpdpbusd with the matching 16
+ * activations of both blocks, prepared once per vector in that order
+ * (duet_qmv_prep_q4_0_groups: per 8 blocks the 4 pairs' low and high
+ * halves, then dx and xs = 8 * dx * sum(x) in lane order 0 2 4 6 1 3 5 7).
+ * Every i32 lane is 16 x a partial sum of one block, so three vphaddd
+ * leave the 8 block sums x 16 (one shift; the one-block-per-register
+ * kernel needs 6 vphaddd, 2 shifts, 2 permutes and an add, the largest
+ * part of its time). Same integer block sums; float steps dw * (dx * sum)
+ * and dw * xs as duet_q4_0_prep_vnni, in another lane order. Blocks past
+ * the last group of 8 go one at a time as there. */
+void duet_qmv_prep_q4_0_groups(const uint8_t *x, int64_t K, const float *xd, const float *xs,
+                               uint8_t *out) {
+    static const int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+    for (int64_t g = 0; g < K / QK / 8; g++) {
+        uint8_t *o = out + 320 * g;
+        for (int k = 0; k < 4; k++)
+            for (int h = 0; h < 2; h++) { /* h: the block of the pair */
+                const uint8_t *blk = x + (8 * g + 2 * k + h) * Q8_0_BYTES + 2;
+                memcpy(o + 64 * k + 16 * h, blk, 16);
+                memcpy(o + 64 * k + 32 + 16 * h, blk + 16, 16);
+            }
+        float d[16];
+        for (int l = 0; l < 8; l++) d[l] = xd[8 * g + order[l]], d[8 + l] = xs[8 * g + order[l]];
+        memcpy(o + 256, d, 64);
+    }
+}
+
+VNNI void duet_qmv_rows_q4_0_vnni(const duet_qmv *mv, const void *W, int64_t r0, int64_t r1, float *y) {
+    const int64_t nb = mv->K / QK, ng = nb / 8;
+    const __m256i zero = _mm256_setzero_si256(), hm = _mm256_set1_epi8((char)0xF0);
+    const __m256i mask = _mm256_setr_epi64x(0x0F0F0F0F0F0F0F0FLL, 0x0F0F0F0F0F0F0F0FLL,
+                                            (long long)0xF0F0F0F0F0F0F0F0ULL,
+                                            (long long)0xF0F0F0F0F0F0F0F0ULL);
+    const __m256i sh = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *w = (const uint8_t *)W + r * mv->wrb, *xg = mv->xk;
+        __m256 acc = _mm256_setzero_ps(), acc1 = acc, acc2 = acc;
+        for (int64_t g = 0; g < ng; g++, w += 8 * Q4_0_BYTES, xg += 320) {
+            _mm_prefetch((const char *)w + 2048, _MM_HINT_T0);
+            _mm_prefetch((const char *)w + 2048 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)w + 2048 + 128, _MM_HINT_T0);
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                const __m256i v = _mm256_loadu2_m128i((const __m128i *)(w + (2 * k + 1) * Q4_0_BYTES + 2),
+                                                      (const __m128i *)(w + 2 * k * Q4_0_BYTES + 2));
+                const __m256i lo = _mm256_and_si256(_mm256_slli_epi16(v, 4), hm);
+                const __m256i hi = _mm256_and_si256(v, hm);
+                q[k] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(zero, lo, _mm256_load_si256((const __m256i *)(xg + 64 * k))),
+                                           hi, _mm256_load_si256((const __m256i *)(xg + 64 * k + 32)));
+            }
+            const __m256i h = _mm256_srai_epi32(
+                _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3])), 4);
+            uint64_t lo = 0, hi = 0;
+            for (int j = 0; j < 4; j++) {
+                uint16_t a, b;
+                memcpy(&a, w + 2 * j * Q4_0_BYTES, 2);
+                memcpy(&b, w + (2 * j + 1) * Q4_0_BYTES, 2);
+                lo |= (uint64_t)a << (16 * j);
+                hi |= (uint64_t)b << (16 * j);
+            }
+            const __m256 dw = _mm256_cvtph_ps(_mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)lo),
+                                                                  _mm_cvtsi64_si128((long long)hi)));
+            acc = _mm256_fmadd_ps(dw, _mm256_mul_ps(_mm256_load_ps((const float *)(xg + 256)), _mm256_cvtepi32_ps(h)), acc);
+            acc2 = _mm256_fmadd_ps(dw, _mm256_load_ps((const float *)(xg + 288)), acc2);
+        }
+        const uint8_t *x = mv->x + 8 * ng * Q8_0_BYTES;
+        for (int64_t i = 8 * ng; i < nb; i++, w += Q4_0_BYTES, x += Q8_0_BYTES) {
+            const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + 2)));
+            const __m256i p = _mm256_srav_epi32(
+                _mm256_dpbusd_epi32(zero, _mm256_and_si256(b, mask), _mm256_loadu_si256((const __m256i *)(x + 2))), sh);
+            const float dw = f16v(w);
+            acc1 = _mm256_fmadd_ps(_mm256_set1_ps(dw * mv->xd[i]), _mm256_cvtepi32_ps(p), acc1);
+            acc2 = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_set1_ps(mv->xs[i] * 0.125f), acc2);
+        }
+        y[r] = hsum_ps8(_mm256_sub_ps(_mm256_add_ps(acc, acc1), acc2));
+    }
 }
