@@ -20,8 +20,9 @@
 
 /* Rows per parallel task in the forwards (the kernel handles a block). */
 #define NORM_ROW_BLOCK 16
-/* Columns per task when summing parameter grads. */
-#define NORM_COL_BLOCK 64
+/* The most columns one task holds when summing parameter grads (its double
+ * sums live on its stack: 16 KB). */
+#define NORM_COL_BLOCK 1024
 
 /* ==== layernorm ==== */
 
@@ -37,51 +38,82 @@ void duet_layernorm_forward(float *out, float *mean, float *rstd, const float *i
     }
 }
 
-void duet_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                             const float *inp, const float *weight, const float *mean,
-                             const float *rstd, int64_t N, int64_t C) {
-    if (dinp) {
-        /* dinp = rstd * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)),
-         * dnorm = dout * weight, xhat = (x - mean) * rstd */
-#pragma omp parallel for schedule(static) if (duet_omp_enough(N * C))
-        for (int64_t n = 0; n < N; n++) {
-            const float *x = inp + n * C, *dy = dout + n * C;
-            float *dx = dinp + n * C;
-            float m = mean[n], s = rstd[n];
-            double sum_d = 0.0, sum_dx = 0.0;
-            for (int64_t i = 0; i < C; i++) {
-                float dn = dy[i] * (weight ? weight[i] : 1.0f);
-                float xh = (x[i] - m) * s;
-                sum_d += (double)dn;
-                sum_dx += (double)dn * (double)xh;
-            }
-            float md = (float)(sum_d / (double)C), mdx = (float)(sum_dx / (double)C);
-            for (int64_t i = 0; i < C; i++) {
-                float dn = dy[i] * (weight ? weight[i] : 1.0f);
-                float xh = (x[i] - m) * s;
-                dx[i] += s * (dn - md - xh * mdx);
-            }
-        }
-    }
-    if (!dweight && !dbias) return;
-    int64_t nblocks = (C + NORM_COL_BLOCK - 1) / NORM_COL_BLOCK;
-#pragma omp parallel for schedule(static) if (duet_omp_enough(N * C))
-    for (int64_t blk = 0; blk < nblocks; blk++) {
-        int64_t j0 = blk * NORM_COL_BLOCK, nj = DUET_MIN(NORM_COL_BLOCK, C - j0);
-        double aw[NORM_COL_BLOCK] = {0}, ab[NORM_COL_BLOCK] = {0};
+/* The parameter grads of LayerNorm and RMSNorm (xhat = (x - mean) * rstd;
+ * RMSNorm: mean NULL, taken as 0, which gives the same bits as x * rstd):
+ * dweight[j] += sum over rows of dout * xhat, dbias[j] += sum of dout, in
+ * double, each column by one task in row order (so the same bits for any
+ * thread count). The tasks are ranges of columns, one per thread, each
+ * swept row after row: one sequential stream a row (64-column blocks read
+ * with a whole row's stride were a third of the read bandwidth). */
+static void layernorm_param_grads(float *dweight, float *dbias, const float *dout,
+                                  const float *inp, const float *mean, const float *rstd, int64_t N,
+                                  int64_t C) {
+    const int par = duet_omp_enough(N * C);
+    const int64_t nt = par ? duet_get_threads() : 1;
+    int64_t per = (C + nt - 1) / nt;
+    per = DUET_MIN(NORM_COL_BLOCK, (per + 15) / 16 * 16);
+    const int64_t ntasks = (C + per - 1) / per;
+#pragma omp parallel for schedule(static) if (par && ntasks > 1)
+    for (int64_t task = 0; task < ntasks; task++) {
+        const int64_t j0 = task * per, nj = DUET_MIN(per, C - j0);
+        double aw[NORM_COL_BLOCK], ab[NORM_COL_BLOCK];
+        for (int64_t j = 0; j < nj; j++) aw[j] = ab[j] = 0.0;
         for (int64_t n = 0; n < N; n++) {
             const float *x = inp + n * C + j0, *dy = dout + n * C + j0;
-            float m = mean[n], s = rstd[n];
-            for (int64_t j = 0; j < nj; j++) {
-                aw[j] += (double)(dy[j] * ((x[j] - m) * s));
-                ab[j] += (double)dy[j];
-            }
+            const float m = mean ? mean[n] : 0.0f, s = rstd[n];
+            if (dbias)
+                for (int64_t j = 0; j < nj; j++) {
+                    aw[j] += (double)(dy[j] * ((x[j] - m) * s));
+                    ab[j] += (double)dy[j];
+                }
+            else
+                for (int64_t j = 0; j < nj; j++) aw[j] += (double)(dy[j] * ((x[j] - m) * s));
         }
         for (int64_t j = 0; j < nj; j++) {
             if (dweight) dweight[j0 + j] += (float)aw[j];
             if (dbias) dbias[j0 + j] += (float)ab[j];
         }
     }
+}
+
+void duet_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const float *mean,
+                             const float *rstd, int64_t N, int64_t C) {
+    if (dinp) {
+        /* dinp = rstd * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)),
+         * dnorm = dout * weight, xhat = (x - mean) * rstd. The two row sums
+         * are in double, vectorised (omp simd: a fixed number of partial
+         * sums, so a fixed order) */
+#pragma omp parallel for schedule(static) if (duet_omp_enough(N * C))
+        for (int64_t n = 0; n < N; n++) {
+            const float *x = inp + n * C, *dy = dout + n * C;
+            float *dx = dinp + n * C;
+            const float m = mean[n], s = rstd[n];
+            double sum_d = 0.0, sum_dx = 0.0;
+            if (weight) {
+#pragma omp simd reduction(+ : sum_d, sum_dx)
+                for (int64_t i = 0; i < C; i++) {
+                    const float dn = dy[i] * weight[i], xh = (x[i] - m) * s;
+                    sum_d += (double)dn;
+                    sum_dx += (double)dn * (double)xh;
+                }
+            } else {
+#pragma omp simd reduction(+ : sum_d, sum_dx)
+                for (int64_t i = 0; i < C; i++) {
+                    const float dn = dy[i], xh = (x[i] - m) * s;
+                    sum_d += (double)dn;
+                    sum_dx += (double)dn * (double)xh;
+                }
+            }
+            const float md = (float)(sum_d / (double)C), mdx = (float)(sum_dx / (double)C);
+            if (weight)
+                for (int64_t i = 0; i < C; i++)
+                    dx[i] += s * (dy[i] * weight[i] - md - (x[i] - m) * s * mdx);
+            else
+                for (int64_t i = 0; i < C; i++) dx[i] += s * (dy[i] - md - (x[i] - m) * s * mdx);
+        }
+    }
+    if (dweight || dbias) layernorm_param_grads(dweight, dbias, dout, inp, mean, rstd, N, C);
 }
 
 static void layernorm_tape_backward(duet_graph *g, const duet_record *r) {
@@ -155,28 +187,23 @@ void duet_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const
         for (int64_t n = 0; n < N; n++) {
             const float *x = inp + n * C, *dy = dout + n * C;
             float *dx = dinp + n * C;
-            float s = rstd[n];
-            double dot = 0.0;
-            for (int64_t i = 0; i < C; i++)
-                dot += (double)(dy[i] * (weight ? weight[i] : 1.0f)) * (double)x[i];
-            float k = (float)((double)s * (double)s * (double)s * dot / (double)C);
-            for (int64_t i = 0; i < C; i++)
-                dx[i] += s * (dy[i] * (weight ? weight[i] : 1.0f)) - k * x[i];
+            const float s = rstd[n];
+            double dot = 0.0; /* vectorised: a fixed number of partial sums */
+            if (weight) {
+#pragma omp simd reduction(+ : dot)
+                for (int64_t i = 0; i < C; i++) dot += (double)(dy[i] * weight[i]) * (double)x[i];
+            } else {
+#pragma omp simd reduction(+ : dot)
+                for (int64_t i = 0; i < C; i++) dot += (double)dy[i] * (double)x[i];
+            }
+            const float k = (float)((double)s * (double)s * (double)s * dot / (double)C);
+            if (weight)
+                for (int64_t i = 0; i < C; i++) dx[i] += s * (dy[i] * weight[i]) - k * x[i];
+            else
+                for (int64_t i = 0; i < C; i++) dx[i] += s * dy[i] - k * x[i];
         }
     }
-    if (!dweight) return;
-    int64_t nblocks = (C + NORM_COL_BLOCK - 1) / NORM_COL_BLOCK;
-#pragma omp parallel for schedule(static) if (duet_omp_enough(N * C))
-    for (int64_t blk = 0; blk < nblocks; blk++) {
-        int64_t j0 = blk * NORM_COL_BLOCK, nj = DUET_MIN(NORM_COL_BLOCK, C - j0);
-        double aw[NORM_COL_BLOCK] = {0};
-        for (int64_t n = 0; n < N; n++) {
-            const float *x = inp + n * C + j0, *dy = dout + n * C + j0;
-            float s = rstd[n];
-            for (int64_t j = 0; j < nj; j++) aw[j] += (double)(dy[j] * (x[j] * s));
-        }
-        for (int64_t j = 0; j < nj; j++) dweight[j0 + j] += (float)aw[j];
-    }
+    if (dweight) layernorm_param_grads(dweight, NULL, dout, inp, NULL, rstd, N, C);
 }
 
 static void rmsnorm_tape_backward(duet_graph *g, const duet_record *r) {
