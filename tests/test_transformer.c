@@ -741,6 +741,22 @@ static void test_cli(void) {
     const char *small = "--layers 1 --heads 2 --dim 32 --ctx 32 --batch 4 --eval-batches 2";
     char args[2048];
 
+    /* DUET_ISA picks the kernel set at start-up (it once hung there: the
+     * start-up re-entered itself); an unknown one is ignored with a word */
+    {
+        int rc0 = run_duet("DUET_ISA=scalar timeout 60 ", "version");
+        char *o = tmp_read("out.txt", NULL);
+        T_CHECK(rc0 == 0 && o && strstr(o, "kernels: scalar"),
+                "DUET_ISA=scalar duet version: exit 0 (rc %d), kernels scalar: %s", rc0, o ? o : "");
+        free(o);
+        rc0 = run_duet("DUET_ISA=bogus timeout 60 ", "version");
+        o = tmp_read("out.txt", NULL);
+        char *e = tmp_read("err.txt", NULL);
+        T_CHECK(rc0 == 0 && e && strstr(e, "DUET_ISA=bogus ignored") && o && strstr(o, "kernels: "),
+                "DUET_ISA=bogus: ignored with a message (rc %d): %s", rc0, e ? e : "");
+        free(o), free(e);
+    }
+
     /* a BPE llama run: files, CSV, PNG, summary */
     snprintf(args, sizeof args, "train text --data corpus.txt --vocab 300 --arch llama --kv-heads 1 "
              "%s --steps 12 --eval-every 4 --out bpe.safetensors", small);

@@ -109,8 +109,9 @@ static int can_avx512(void) {
     return (cpu_features & need) == need;
 }
 
-duet_status duet_kernel_force(const char *isa) {
-    duet_init();
+/* duet_kernel_force without duet_init: init_once itself calls this for
+ * DUET_ISA (through duet_kernel_force it re-entered pthread_once and hung). */
+static duet_status force_isa(const char *isa) {
     if (strcmp(isa, "scalar") == 0) {
         install(NULL);
         return DUET_OK;
@@ -131,13 +132,18 @@ duet_status duet_kernel_force(const char *isa) {
     return duet_set_error(DUET_ERR_UNSUPPORTED, "unknown or unavailable kernel set '%s'", isa);
 }
 
+duet_status duet_kernel_force(const char *isa) {
+    duet_init();
+    return force_isa(isa);
+}
+
 static void init_once(void) {
     cpu_features = detect_features();
     install(NULL);
 #if defined(__x86_64__)
     const char *want = getenv("DUET_ISA"); /* override for debugging: scalar|avx2|avx512 */
     if (want && *want) {
-        if (duet_kernel_force(want) != DUET_OK)
+        if (force_isa(want) != DUET_OK)
             fprintf(stderr, "duet: DUET_ISA=%s ignored: %s\n", want, duet_last_error());
     } else if (can_avx512()) {
         install(&duet_kernels_avx512);
