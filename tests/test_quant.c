@@ -916,6 +916,49 @@ static void bench_matvec(void) {
     free(wf), free(x), free(y), free(scratch);
 }
 
+/* The activation quantizers (Q8_0, Q8_K) of every kernel set write the
+ * bytes of the scalar ones: every signal kind, values on rounding ties
+ * (k + 0.5 steps of a block's scale), blocks with a NaN, an infinity, -0,
+ * f16-overflowing and subnormal magnitudes. */
+static void test_act_quant(void) {
+    const char *sets[] = {"avx2", "avx512"};
+    const duet_qtype types[] = {DUET_QTYPE_Q8_0, DUET_QTYPE_Q8_K};
+    const int64_t n = 4096;
+    float *x = malloc(n * sizeof(float));
+    uint8_t *want = malloc((size_t)n * 2), *got = malloc((size_t)n * 2);
+    for (int ti = 0; ti < 2; ti++) {
+        const duet_qtype t = types[ti];
+        const int64_t bytes = duet_qtype_row_bytes(t, n);
+        for (int s = 0; s < 2; s++) {
+            int same = 1, cases = 0;
+            for (int kind = 0; kind < 11; kind++) {
+                if (kind < 8) signal(x, n, kind, 900 + (uint64_t)kind);
+                else {
+                    signal(x, n, 0, 950 + (uint64_t)kind);
+                    for (int64_t i = 0; i < n; i++) {
+                        if (kind == 8) x[i] = (float)((int)(x[i] * 40.0f)) + 0.5f; /* ties */
+                        if (kind == 9) x[i] *= 1e-30f;                            /* tiny d */
+                        if (kind == 10) x[i] *= 3e6f;                             /* d over f16 */
+                    }
+                }
+                x[33] = NAN, x[300] = INFINITY, x[301] = -INFINITY, x[700] = -0.0f;
+                x[1024] = NAN; /* first of a block */
+                duet_kernel_force("scalar");
+                duet_quantize_row(t, x, want, n);
+                if (duet_kernel_force(sets[s]) != DUET_OK) continue;
+                duet_quantize_row(t, x, got, n);
+                same &= memcmp(want, got, (size_t)bytes) == 0;
+                cases++;
+            }
+            if (cases)
+                T_CHECK(same, "%s %s activation quantizer = the scalar one, byte for byte (%d inputs)",
+                        sets[s], duet_qtype_name(t), cases);
+        }
+    }
+    duet_kernel_force("scalar");
+    free(x), free(want), free(got);
+}
+
 int main(void) {
     duet_init();
     const char *best = duet_kernel_isa();
@@ -928,6 +971,7 @@ int main(void) {
     test_dots();
     test_matmul();
     test_qmv_rows();
+    test_act_quant();
     duet_kernel_force(isa);
     test_matmul_gemm();
     test_gemm8_layout();

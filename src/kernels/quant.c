@@ -593,6 +593,8 @@ static void quant_q8_k(const float *x, uint8_t *b, int64_t nb) {
     }
 }
 
+static const duet_quant_kernels *current(void);
+
 duet_status duet_quantize_row(duet_qtype t, const float *x, void *dst, int64_t n) {
     const qtype_info *q = info(t);
     if (!q || !q->supported)
@@ -615,11 +617,17 @@ duet_status duet_quantize_row(duet_qtype t, const float *x, void *dst, int64_t n
     case DUET_QTYPE_Q4_1: quant_affine(x, b, nb, 15, Q4_1_BYTES); break;
     case DUET_QTYPE_Q5_0: quant_q5_0(x, b, nb); break;
     case DUET_QTYPE_Q5_1: quant_affine(x, b, nb, 31, Q5_1_BYTES); break;
-    case DUET_QTYPE_Q8_0: quant_q8_0(x, b, nb); break;
+    case DUET_QTYPE_Q8_0:
+        if (current()->quant_q8_0) current()->quant_q8_0(x, b, nb);
+        else quant_q8_0(x, b, nb);
+        break;
     case DUET_QTYPE_Q4_K: quant_k_affine(x, b, nb, 15); break;
     case DUET_QTYPE_Q5_K: quant_k_affine(x, b, nb, 31); break;
     case DUET_QTYPE_Q6_K: quant_q6_k(x, b, nb); break;
-    case DUET_QTYPE_Q8_K: quant_q8_k(x, b, nb); break;
+    case DUET_QTYPE_Q8_K:
+        if (current()->quant_q8_k) current()->quant_q8_k(x, b, nb);
+        else quant_q8_k(x, b, nb);
+        break;
     default: return duet_set_error(DUET_ERR_INTERNAL, "quantize: no case for type %d", (int)t);
     }
     return DUET_OK;

@@ -141,8 +141,13 @@ typedef void (*duet_qpack8_fn)(duet_qtype t, const uint8_t *W, int64_t wrb, int 
 typedef float (*duet_qdot_q4_0_prep_fn)(int64_t n, const void *w, const void *x, const float *xd,
                                          const float *xs);
 
+/* Quantizes nb blocks of activations (Q8_0: 32 values a block; Q8_K: 256)
+ * to exactly the bytes quant.c's scalar quantizer writes. */
+typedef void (*duet_qact_fn)(const float *x, uint8_t *b, int64_t nb);
+
 typedef struct duet_quant_kernels {
     const char *isa;
+    duet_qact_fn quant_q8_0, quant_q8_k; /* NULL: the scalar quantizers */
     duet_qdot_q4_0_prep_fn q4_0_prep; /* NULL: the matvec uses dot[Q4_0] */
     duet_qgemm8_fn gemm8; /* NULL: the prompt path dequantizes to f32 for duet_sgemm */
     duet_qpack8_fn gemm8_pack;   /* the weight packing for gemm8 */

@@ -131,6 +131,69 @@ static float dot_bf16_avx512(int64_t n, const void *vw, const void *vx) {
 }
 
 /* ======================================================================== */
+/* Activation quantizers (compiled once)                                     */
+/* ======================================================================== */
+/* The decode quantizes each activation vector for every product (each
+ * thread its own copy); the scalar loops were ~4% of a 110M-shape Q4_0
+ * decode. The same float operations as quant.c's: amax where a NaN never
+ * wins (max(v, m) returns m when v is NaN), d the f16 at or above
+ * amax / 127 (F16C rounds to nearest even as duet_f32_to_f16_1 does; one
+ * ulp up if below), codes x * (1 / d) clamped to +-127 (NaN -> -127) and
+ * rounded to nearest even (vcvtps2dq in the default MXCSR mode). */
+
+static inline __m512 abs16(__m512 v) {
+    return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7fffffff)));
+}
+
+/* Codes of x * s clamped to [-127, 127] and rounded to nearest even. */
+static inline __m512i codes16(__m512 x, __m512 s) {
+    const __m512 v = _mm512_max_ps(_mm512_mul_ps(x, s), _mm512_set1_ps(-127.0f));
+    return _mm512_cvtps_epi32(_mm512_min_ps(v, _mm512_set1_ps(127.0f)));
+}
+
+static void quant_q8_0_avx512(const float *x, uint8_t *b, int64_t nb) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, x += QK, b += Q8_0_BYTES) {
+        const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        const __m512 m = _mm512_max_ps(abs16(x1), _mm512_max_ps(abs16(x0), zero));
+        const float q = _mm512_reduce_max_ps(m) / 127.0f;
+        uint16_t h;
+        if (!(q <= 65504.0f)) {
+            h = 0x7bff;
+        } else {
+            h = (uint16_t)_cvtss_sh(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            if (_cvtsh_ss(h) < q) h++;
+        }
+        const float d = _cvtsh_ss(h), id = d > 0.0f ? 1.0f / d : 0.0f;
+        const __m512 idv = _mm512_set1_ps(id);
+        q_put_u16(b, h);
+        _mm_storeu_si128((__m128i *)(b + 2), _mm512_cvtepi32_epi8(codes16(x0, idv)));
+        _mm_storeu_si128((__m128i *)(b + 18), _mm512_cvtepi32_epi8(codes16(x1, idv)));
+    }
+}
+
+static void quant_q8_k_avx512(const float *x, uint8_t *b, int64_t nb) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, x += QK_K, b += Q8_K_BYTES) {
+        __m512 m = zero;
+        for (int j = 0; j < QK_K; j += 16) m = _mm512_max_ps(abs16(_mm512_loadu_ps(x + j)), m);
+        const float amax = _mm512_reduce_max_ps(m);
+        const float iscale = amax > 0.0f ? 127.0f / amax : 0.0f;
+        q_put_f32(b, amax > 0.0f ? 1.0f / iscale : 0.0f);
+        const __m512 sv = _mm512_set1_ps(iscale);
+        int16_t sums[16];
+        for (int g = 0; g < 16; g++) {
+            /* codes16 takes x * s; the scalar quantizer forms iscale * x:
+             * the same product (multiplication commutes exactly) */
+            const __m512i c = codes16(_mm512_loadu_ps(x + 16 * g), sv);
+            _mm_storeu_si128((__m128i *)(b + Q8_K_QS + 16 * g), _mm512_cvtepi32_epi8(c));
+            sums[g] = (int16_t)_mm512_reduce_add_epi32(c);
+        }
+        memcpy(b + Q8_K_BSUMS, sums, sizeof sums);
+    }
+}
+
+/* ======================================================================== */
 /* The integer kernels, twice                                                */
 /* ======================================================================== */
 
@@ -161,6 +224,8 @@ static float dot_bf16_avx512(int64_t n, const void *vw, const void *vx) {
 
 const duet_quant_kernels duet_quant_kernels_avx512 = {
     .isa = "avx512",
+    .quant_q8_0 = quant_q8_0_avx512,
+    .quant_q8_k = quant_q8_k_avx512,
     .q4_0_prep = dot_q4_0_prep_bw,
     .dot = {
         [DUET_QTYPE_F32] = dot_f32_avx512,   [DUET_QTYPE_F16] = dot_f16_avx512,
@@ -173,6 +238,8 @@ const duet_quant_kernels duet_quant_kernels_avx512 = {
 
 const duet_quant_kernels duet_quant_kernels_avx512_vnni = {
     .isa = "avx512-vnni",
+    .quant_q8_0 = quant_q8_0_avx512,
+    .quant_q8_k = quant_q8_k_avx512,
     .q4_0_prep = duet_q4_0_prep_vnni, /* quant_mv_avx512.c */
     .gemm8 = gemm8_tile_vnni,
     .gemm8_pack = gemm8_pack_vnni,
