@@ -22,8 +22,11 @@ BUILD   ?= build
 # that need an aliasing check scalar — the nn ops' elementwise backward loops,
 # AdamW, the bias and norm gradients (~10% of a GPT-2 training step, perf).
 # Vectorising them reorders no float operation (no reductions are
-# vectorised without -ffast-math), so results keep their bits.
-OPT     ?= -O2 -fvect-cost-model=dynamic
+# vectorised without -ffast-math), so results keep their bits. Only where
+# the compiler knows the flag (clang does not).
+VECT    := $(shell $(CC) -fvect-cost-model=dynamic -x c -c /dev/null -o /dev/null 2>/dev/null \
+             && echo -fvect-cost-model=dynamic)
+OPT     ?= -O2 $(VECT)
 WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
            -Wdouble-promotion -Wno-unused-parameter -Wvla -Wformat=2
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fopenmp -fPIC -Iinclude -Isrc
