@@ -23,9 +23,11 @@ BUILD   ?= build
 # AdamW, the bias and norm gradients (~10% of a GPT-2 training step, perf).
 # Vectorising them reorders no float operation (no reductions are
 # vectorised without -ffast-math), so results keep their bits. Only where
-# the compiler knows the flag (clang does not).
-VECT    := $(shell $(CC) -fvect-cost-model=dynamic -x c -c /dev/null -o /dev/null 2>/dev/null \
-             && echo -fvect-cost-model=dynamic)
+# the compiler knows the flag (clang does not). Asked once, when the first
+# compile expands it — after `deps` has installed the compiler on a fresh
+# machine, not when make reads this file.
+VECT     = $(eval VECT := $(shell $(CC) -fvect-cost-model=dynamic -x c -c /dev/null \
+             -o /dev/null 2>/dev/null && echo -fvect-cost-model=dynamic))$(VECT)
 OPT     ?= -O2 $(VECT)
 WARN    := -Wall -Wextra -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
            -Wdouble-promotion -Wno-unused-parameter -Wvla -Wformat=2
