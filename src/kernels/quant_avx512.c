@@ -151,24 +151,33 @@ static inline __m512i codes16(__m512 x, __m512 s) {
     return _mm512_cvtps_epi32(_mm512_min_ps(v, _mm512_set1_ps(127.0f)));
 }
 
+/* One Q8_0 block of 32 values at x: its f16 scale (returned) and codes
+ * c0 (values 0-15), c1 (16-31); *d is the scale as a float. */
+static inline uint16_t q8_0_block(const float *x, __m512i *c0, __m512i *c1, float *d) {
+    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+    const __m512 m = _mm512_max_ps(abs16(x1), _mm512_max_ps(abs16(x0), _mm512_setzero_ps()));
+    const float q = _mm512_reduce_max_ps(m) / 127.0f;
+    uint16_t h;
+    if (!(q <= 65504.0f)) {
+        h = 0x7bff;
+    } else {
+        h = (uint16_t)_cvtss_sh(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        if (_cvtsh_ss(h) < q) h++;
+    }
+    *d = _cvtsh_ss(h);
+    const __m512 idv = _mm512_set1_ps(*d > 0.0f ? 1.0f / *d : 0.0f);
+    *c0 = codes16(x0, idv);
+    *c1 = codes16(x1, idv);
+    return h;
+}
+
 static void quant_q8_0_avx512(const float *x, uint8_t *b, int64_t nb) {
-    const __m512 zero = _mm512_setzero_ps();
     for (int64_t i = 0; i < nb; i++, x += QK, b += Q8_0_BYTES) {
-        const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-        const __m512 m = _mm512_max_ps(abs16(x1), _mm512_max_ps(abs16(x0), zero));
-        const float q = _mm512_reduce_max_ps(m) / 127.0f;
-        uint16_t h;
-        if (!(q <= 65504.0f)) {
-            h = 0x7bff;
-        } else {
-            h = (uint16_t)_cvtss_sh(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            if (_cvtsh_ss(h) < q) h++;
-        }
-        const float d = _cvtsh_ss(h), id = d > 0.0f ? 1.0f / d : 0.0f;
-        const __m512 idv = _mm512_set1_ps(id);
-        q_put_u16(b, h);
-        _mm_storeu_si128((__m128i *)(b + 2), _mm512_cvtepi32_epi8(codes16(x0, idv)));
-        _mm_storeu_si128((__m128i *)(b + 18), _mm512_cvtepi32_epi8(codes16(x1, idv)));
+        __m512i c0, c1;
+        float d;
+        q_put_u16(b, q8_0_block(x, &c0, &c1, &d));
+        _mm_storeu_si128((__m128i *)(b + 2), _mm512_cvtepi32_epi8(c0));
+        _mm_storeu_si128((__m128i *)(b + 18), _mm512_cvtepi32_epi8(c1));
     }
 }
 
@@ -557,18 +566,13 @@ QFN void SFX(gemm8_pack)(duet_qtype t, const uint8_t *W, int64_t wrb, int rows, 
     }
 }
 
-/* duet_qquant8_fn. Per block as quant.c's Q8_0 quantizer, in the same float
- * operations: amax (NaN never wins a comparison), d = the f16 at or above
- * amax / 127 (F16C rounds to nearest even as duet_f32_to_f16_1 does; one
- * ulp up if below), codes = x * (1 / d) clamped to +-127 (NaN -> -127: max
- * returns its second operand on NaN) and rounded to nearest even (the
- * default MXCSR mode of vcvtps2dq). */
+/* duet_qquant8_fn. Each block through q8_0_block, the row quantizer's own
+ * step (so the same bytes as duet_quantize_row), its codes then transposed
+ * into the packed layout. */
 QFN void SFX(gemm8_quant)(const float *X, int64_t ldx, int ntok, int64_t nb, int off,
                           uint8_t *out) {
     enum { T = Q8_GEMM_T };
     const int64_t ng = (nb + 7) / 8;
-    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
-    const __m512 sgn = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
     for (int64_t g = 0; g < ng; g++, out += Q8_GEMM_XG) {
         float *dx = (float *)(out + 8 * T * 32);
         int32_t *xc = (int32_t *)(out + 8 * T * 32 + T * 32);
@@ -582,21 +586,9 @@ QFN void SFX(gemm8_quant)(const float *X, int64_t ldx, int ntok, int64_t nb, int
                     xc[8 * t + l] = 0;
                     continue;
                 }
-                const float *x = X + t * ldx + 32 * b;
-                const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-                const __m512 m = _mm512_max_ps(_mm512_and_ps(x1, sgn), _mm512_and_ps(x0, sgn));
-                const float amax = _mm512_reduce_max_ps(m), q = amax / 127.0f;
-                uint16_t h;
-                if (!(q <= 65504.0f)) {
-                    h = 0x7bff;
-                } else {
-                    h = (uint16_t)_cvtss_sh(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-                    if (_cvtsh_ss(h) < q) h++;
-                }
-                const float d = _cvtsh_ss(h), id = d > 0.0f ? 1.0f / d : 0.0f;
-                const __m512 idv = _mm512_set1_ps(id);
-                const __m512i c0 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x0, idv), lo), hi));
-                const __m512i c1 = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x1, idv), lo), hi));
+                __m512i c0, c1;
+                float d;
+                (void)q8_0_block(X + t * ldx + 32 * b, &c0, &c1, &d);
                 dx[8 * t + l] = d;
                 xc[8 * t + l] = -off * _mm512_reduce_add_epi32(_mm512_add_epi32(c0, c1));
                 v[l] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm512_cvtepi32_epi8(c0)),

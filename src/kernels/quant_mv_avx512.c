@@ -103,19 +103,35 @@ ROWS_KERNEL(duet_qmv_rows_f16_avx512, uint16_t, LD_F16, LDM_F16)
  * one arithmetic shift per 4 blocks brings back after the first reduction
  * step. The integer block sums are the ones the BW kernel forms, and the
  * float steps are its own, in its order: the same bits. This is the VNNI
- * kernel set's q4_0_prep, for duet_quant_matmul's matvec and the decode. */
+ * kernel set's q4_0_prep: small batches (2-15 rows) of duet_quant_matmul,
+ * and the matvec and decode with DUET_QMV_ROWS=0 (otherwise they take
+ * duet_qmv_rows_q4_0_vnni below). */
 
-static inline __m256 q4_scales8(const uint8_t *p) {
+/* The f16 scales at the start of 8 blocks of `stride` bytes, as floats
+ * (packed in general registers: no vpinsrw). */
+static inline __m256 scales8_at(const uint8_t *p, int stride) {
     uint64_t lo = 0, hi = 0;
     for (int j = 0; j < 4; j++) {
         uint16_t a, b;
-        memcpy(&a, p + j * Q4_0_BYTES, 2);
-        memcpy(&b, p + (j + 4) * Q4_0_BYTES, 2);
+        memcpy(&a, p + j * stride, 2);
+        memcpy(&b, p + (j + 4) * stride, 2);
         lo |= (uint64_t)a << (16 * j);
         hi |= (uint64_t)b << (16 * j);
     }
     return _mm256_cvtph_ps(_mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)lo),
                                               _mm_cvtsi64_si128((long long)hi)));
+}
+
+static inline float f16v(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum_ps8(__m256 a) {
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
 }
 
 __attribute__((target("avx512vnni"))) float duet_q4_0_prep_vnni(int64_t n, const void *vw,
@@ -148,7 +164,7 @@ __attribute__((target("avx512vnni"))) float duet_q4_0_prep_vnni(int64_t n, const
         const __m256i u1 = _mm256_srav_epi32(_mm256_hadd_epi32(t2, t3), sh);
         const __m256i h = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
                                            _mm256_permute2x128_si256(u0, u1, 0x31));
-        const __m256 dw = q4_scales8(w);
+        const __m256 dw = scales8_at(w, Q4_0_BYTES);
         acc = _mm256_fmadd_ps(dw, _mm256_mul_ps(_mm256_loadu_ps(xd + i), _mm256_cvtepi32_ps(h)),
                               acc);
         acc2 = _mm256_fmadd_ps(dw, _mm256_loadu_ps(xs + i), acc2);
@@ -160,16 +176,11 @@ __attribute__((target("avx512vnni"))) float duet_q4_0_prep_vnni(int64_t n, const
             _mm256_dpbusd_epi32(zero, _mm256_and_si256(b, mask),
                                 _mm256_loadu_si256((const __m256i *)(x + 2))),
             sh);
-        uint16_t h16;
-        memcpy(&h16, w, 2);
-        const float dw = _cvtsh_ss(h16);
+        const float dw = f16v(w);
         acc1 = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd[i]), _mm256_cvtepi32_ps(p), acc1);
         acc2 = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_set1_ps(xs[i] * 0.125f), acc2);
     }
-    acc = _mm256_sub_ps(_mm256_add_ps(acc, acc1), acc2);
-    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    return _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+    return hsum_ps8(_mm256_sub_ps(_mm256_add_ps(acc, acc1), acc2));
 }
 
 /* Rows of the caller-split matvec: duet_qmv_rows_q4_0_vnni below. */
@@ -198,31 +209,6 @@ INL __m256i hsum8x8_v(const __m256i p[8]) {
     const __m256i u0 = _mm256_hadd_epi32(t0, t1), u1 = _mm256_hadd_epi32(t2, t3);
     return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
                             _mm256_permute2x128_si256(u0, u1, 0x31));
-}
-
-static inline float f16v(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
-static inline float hsum_ps8(__m256 a) {
-    __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    return _mm_cvtss_f32(_mm_add_ss(r, _mm_movehdup_ps(r)));
-}
-
-static inline __m256 scales8_at(const uint8_t *p, int stride) {
-    uint64_t lo = 0, hi = 0;
-    for (int j = 0; j < 4; j++) {
-        uint16_t a, b;
-        memcpy(&a, p + j * stride, 2);
-        memcpy(&b, p + (j + 4) * stride, 2);
-        lo |= (uint64_t)a << (16 * j);
-        hi |= (uint64_t)b << (16 * j);
-    }
-    return _mm256_cvtph_ps(_mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)lo),
-                                              _mm_cvtsi64_si128((long long)hi)));
 }
 
 /* ---- Q8_0 x Q8_0 ----
