@@ -38,15 +38,10 @@ void duet_linear_forward(float *out, const float *inp, const float *weight, cons
  * task, in row order: float sums of LINEAR_ROW_BLOCK rows (vector adds),
  * those added in double — the same operations whatever the split, so the
  * result does not depend on the thread count. The tasks are ranges of
- * columns, one per thread, and each sweeps its range row after row: one
- * sequential stream per row for the prefetchers (64-column blocks, read with
- * a stride of a whole row, ran at a third of the read bandwidth: 4% of a
- * GPT-2 small training step). */
+ * columns (nn_col_range), one per thread. */
 static void linear_dbias(float *dbias, const float *dout, int64_t N, int64_t OC) {
-    const int par = duet_omp_enough(N * OC);
-    const int64_t nt = par ? duet_get_threads() : 1;
-    int64_t per = (OC + nt - 1) / nt;
-    per = DUET_MIN(LINEAR_COL_BLOCK, (per + 15) / 16 * 16);
+    int par;
+    const int64_t per = nn_col_range(N, OC, LINEAR_COL_BLOCK, &par);
     const int64_t ntasks = (OC + per - 1) / per;
 #pragma omp parallel for schedule(static) if (par && ntasks > 1)
     for (int64_t task = 0; task < ntasks; task++) {

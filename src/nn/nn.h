@@ -14,6 +14,18 @@ static inline float *nn_grad(const duet_tensor *t) {
 }
 static inline float *nn_f32(const duet_tensor *t) { return (float *)t->data; }
 
+/* Column sums over N rows (bias and norm parameter gradients): the width of
+ * one task's range of the C columns, so that each thread takes one range
+ * and sweeps it row after row (one sequential stream a row; blocks of 64
+ * columns read with a whole row's stride ran at a third of the read
+ * bandwidth). A multiple of 16, at most cap (cap >= 16). *par: worth
+ * threads at all. */
+static inline int64_t nn_col_range(int64_t N, int64_t C, int64_t cap, int *par) {
+    *par = duet_omp_enough(N * C);
+    const int64_t nt = *par ? duet_get_threads() : 1, per = (C + nt - 1) / nt;
+    return DUET_MIN(cap, DUET_MAX(16, (per + 15) / 16 * 16)); /* C = 0: no task */
+}
+
 /* Sets a sticky error on the graph (returns NULL for convenience). */
 duet_tensor *nn_fail(duet_graph *g, duet_status s, const char *fmt, ...)
 #if defined(__GNUC__)

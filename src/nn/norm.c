@@ -42,16 +42,13 @@ void duet_layernorm_forward(float *out, float *mean, float *rstd, const float *i
  * RMSNorm: mean NULL, taken as 0, which gives the same bits as x * rstd):
  * dweight[j] += sum over rows of dout * xhat, dbias[j] += sum of dout, in
  * double, each column by one task in row order (so the same bits for any
- * thread count). The tasks are ranges of columns, one per thread, each
- * swept row after row: one sequential stream a row (64-column blocks read
- * with a whole row's stride were a third of the read bandwidth). */
+ * thread count). The tasks are ranges of columns (nn_col_range), one per
+ * thread. */
 static void layernorm_param_grads(float *dweight, float *dbias, const float *dout,
                                   const float *inp, const float *mean, const float *rstd, int64_t N,
                                   int64_t C) {
-    const int par = duet_omp_enough(N * C);
-    const int64_t nt = par ? duet_get_threads() : 1;
-    int64_t per = (C + nt - 1) / nt;
-    per = DUET_MIN(NORM_COL_BLOCK, (per + 15) / 16 * 16);
+    int par;
+    const int64_t per = nn_col_range(N, C, NORM_COL_BLOCK, &par);
     const int64_t ntasks = (C + per - 1) / per;
 #pragma omp parallel for schedule(static) if (par && ntasks > 1)
     for (int64_t task = 0; task < ntasks; task++) {
