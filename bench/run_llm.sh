@@ -22,8 +22,12 @@
 # tokens as one batch into an empty cache; tg256: 256 tokens one at a time,
 # the first not timed); REPS repetitions after a warm-up (default 3; 1 for
 # the 1.1B shape's F32/F16, whose decode takes ~a minute per repetition).
-# The bound: bytes of weights streamed per token x tokens/s against the read
-# bandwidth `duet bench` measures itself (2 threads, 1 GiB buffer).
+# The bound: the bytes a token must read (every weight once, and the KV
+# cache up to its position: on average 129.5 positions over tg256) x
+# tokens/s, against the read bandwidth `duet bench` measures itself (2
+# threads, 1 GiB buffer) just before and after each timed run; "% of bound"
+# is the median over the runs, each against the bandwidth of its own
+# minute, and "bound GB/s" the median of those bandwidths.
 # Generation runs under nice -n 19 and outside the lock.
 set -e
 cd "$(dirname "$0")/.."
@@ -79,8 +83,8 @@ for s in $SHAPES; do for t in $TYPES; do gen "$s" "$t"; done; done
 
 echo "# duet bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD), $THREADS threads"
 echo
-echo "| shape | type | MiB/token | pp128 t/s | llama.cpp pp | tg256 t/s | llama.cpp tg | GB/s | bound GB/s | % of bound |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| shape | type | weights MiB | KV MiB | pp128 t/s | llama.cpp pp | tg256 t/s | llama.cpp tg | GB/s | bound GB/s | % of bound |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for s in $SHAPES; do
     for t in $TYPES; do
         reps=${REPS:-3}
@@ -91,9 +95,11 @@ for s in $SHAPES; do
         tg=$(echo "$out" | awk -F'|' '$7 ~ /tg256/ {split($8, a, " "); print a[1]}')
         mib=$(echo "$out" | sed -n 's/^weights streamed per token: \([0-9.]*\) \(MiB\|GiB\).*/\1 \2/p' |
             awk '{print $2 == "GiB" ? $1 * 1024 : $1}')
+        kv=$(echo "$out" | sed -n 's/^KV cache read per token: \([0-9.]*\) \(KiB\|MiB\|GiB\).*/\1 \2/p' |
+            awk '{printf "%.2f", $2 == "GiB" ? $1 * 1024 : $2 == "KiB" ? $1 / 1024 : $1}')
         gbs=$(echo "$out" | sed -n 's/^generation: \([0-9.]*\) GB\/s.*/\1/p')
         bw=$(echo "$out" | sed -n 's/.*measured read bandwidth \([0-9.]*\) GB\/s.*/\1/p')
         pct=$(echo "$out" | sed -n 's/.*: \([0-9]*\)%$/\1/p')
-        echo "| $s | $t | $mib | $pp | $(llamacpp_pp $s $t) | $tg | $(llamacpp_tg $s $t) | $gbs | $bw | $pct% |"
+        echo "| $s | $t | $mib | $kv | $pp | $(llamacpp_pp $s $t) | $tg | $(llamacpp_tg $s $t) | $gbs | $bw | $pct% |"
     done
 done

@@ -741,8 +741,27 @@ static void test_cli(void) {
     snprintf(args, sizeof args, "bench --model %s -p 8 -n 8 -r 1 --bandwidth-mib 16",
              fixture_path("ld_llama_mix.gguf"));
     rc = run_duet(args, NULL, &out);
-    T_CHECK(rc == 0 && out && strstr(out, "pp8") && strstr(out, "tg8") && strstr(out, "GB/s"),
+    T_CHECK(rc == 0 && out && strstr(out, "pp8") && strstr(out, "tg8") && strstr(out, "GB/s") &&
+                strstr(out, "; median: "),
             "duet bench: rc %d: %s", rc, out ? out : "");
+    {   /* the KV bytes in the bound: tg8's tokens 1..8 read positions 0..i of
+         * every layer's K and V (f32): on average 5.5 positions */
+        duet_model *mm = open_fixture("ld_llama_mix.gguf");
+        char want[96] = "(no model)";
+        if (mm) {
+            const duet_tf_params *q = duet_tf_config(mm->tf);
+            const double kv = 4.0 * (double)(q->layers * 2 * q->kv_heads * (q->dim / q->heads)) * 5.5;
+            snprintf(want, sizeof want, "KV cache read per token: %.2f KiB (f32 cache", kv / 1024);
+            duet_model_free(mm);
+        }
+        T_CHECK(out && strstr(out, want), "duet bench counts the KV cache: want '%s' in %s", want,
+                out ? out : "");
+    }
+    free(out);
+    snprintf(args, sizeof args, "bench --model %s -p 8 -n 8 -r 1 --bandwidth-mib 3",
+             fixture_path("ld_llama_mix.gguf"));
+    rc = run_duet(args, NULL, &out);
+    T_CHECK(rc == 2, "duet bench --bandwidth-mib 3 refused: rc %d", rc);
     free(out);
     /* duet quantize and convert */
     snprintf(args, sizeof args, "quantize %s %s/q4.gguf --type q4_0", fixture_path("ld_llama_f32.gguf"),

@@ -7,11 +7,16 @@
  *   tg<N>: N tokens fed one at a time from an empty cache (the matvec path,
  *          memory-bound: every token streams every matrix once).
  * Each test runs --reps times after one warm-up; the table shows the mean
- * and standard deviation of tokens/s. Below it: the bytes of weights one
- * token streams, the bandwidth generation achieved (bytes x tokens/s) and
- * the machine's read bandwidth measured here — a streaming sum over a
- * buffer far larger than the caches, on 2 threads (the best of 3 passes) —
- * so the tg number can be read as a fraction of what memory allows.
+ * and standard deviation of tokens/s. Below it: the bytes one generated
+ * token must read — every weight matrix once, and the KV cache up to its
+ * position (on average over the tg run) — the bandwidth generation
+ * achieved (bytes x tokens/s), and the machine's read bandwidth measured
+ * here: a streaming sum over a buffer far larger than the caches, on the
+ * same threads, read just before and just after every timed tg run (a
+ * shared VM's bandwidth moves from minute to minute: here 20-60 GB/s), so
+ * each run is set against the bandwidth of its own minute. The fraction
+ * printed is the median over the runs of (bytes x the run's tokens/s) /
+ * (the mean of the bandwidth read before and after it).
  *
  * What it is not: a sampler benchmark (logits are computed, no sampling or
  * tokenizer work is timed).
@@ -26,26 +31,42 @@
 
 #define MAX64(a, b) ((a) > (b) ? (a) : (b))
 
-/* Read bandwidth in GB/s: sum of a `bytes` buffer on `threads` threads,
- * best of 3 passes after one that faults the pages in. */
-static double measure_bandwidth(size_t bytes, int threads) {
-    const size_t n = bytes / sizeof(uint64_t);
-    uint64_t *buf = malloc(n * sizeof(uint64_t));
-    if (!buf) return 0;
+/* The bandwidth test's buffer: allocated and faulted in once, read before
+ * and after every timed generation run. */
+typedef struct bw_buf {
+    uint64_t *p;
+    size_t n; /* uint64 words */
+} bw_buf;
+
+static int bw_open(bw_buf *b, size_t bytes, int threads) {
+    b->n = bytes / sizeof(uint64_t);
+    b->p = malloc(b->n * sizeof(uint64_t));
+    if (!b->p) return 0;
+    uint64_t *p = b->p;
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (size_t i = 0; i < n; i++) buf[i] = i * 2654435761u;
+    for (size_t i = 0; i < b->n; i++) p[i] = i * 2654435761u;
+    return 1;
+}
+
+/* Read bandwidth in GB/s: the sum of the buffer on `threads` threads, the
+ * better of 2 passes. The buffer goes to the threads in 2 MiB chunks
+ * handed out dynamically, as the decode hands out its row chunks: with a
+ * fixed half per thread, a thread the hypervisor preempts (this VM shows
+ * 7-10% steal) makes the other wait, and the test reads lower than what a
+ * decode's own loop reaches (its f32 rows streamed 2-20% faster than that). */
+static double bw_measure(const bw_buf *b, int threads) {
+    const size_t chunk = ((size_t)2 << 20) / sizeof(uint64_t), nch = b->n / chunk;
+    const uint64_t *buf = b->p;
     double best = 0;
     volatile uint64_t sink = 0;
-    for (int pass = 0; pass < 4; pass++) {
+    for (int pass = 0; pass < 2; pass++) {
         double t0 = cli_now();
         uint64_t total = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : total)
-        {
-            const size_t nt = (size_t)omp_get_num_threads(), id = (size_t)omp_get_thread_num();
-            const size_t per = (n / nt) & ~(size_t)7;
-            const uint64_t *p = buf + id * per;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(+ : total)
+        for (size_t c = 0; c < nch; c++) {
+            const uint64_t *p = buf + c * chunk;
             uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-            for (size_t i = 0; i < per; i += 8) {
+            for (size_t i = 0; i < chunk; i += 8) {
                 a0 += p[i], a1 += p[i + 1], a2 += p[i + 2], a3 += p[i + 3];
                 a4 += p[i + 4], a5 += p[i + 5], a6 += p[i + 6], a7 += p[i + 7];
             }
@@ -53,11 +74,21 @@ static double measure_bandwidth(size_t bytes, int threads) {
         }
         double dt = cli_now() - t0;
         sink += total;
-        if (pass > 0 && dt > 0) best = fmax(best, (double)(n * sizeof(uint64_t)) / dt / 1e9);
+        if (dt > 0) best = fmax(best, (double)(nch * chunk * sizeof(uint64_t)) / dt / 1e9);
     }
     (void)sink;
-    free(buf);
     return best;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorts x. */
+static double median(double *x, int64_t n) {
+    qsort(x, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 
 static void mean_std(const double *x, int n, double *mean, double *sd) {
@@ -70,7 +101,8 @@ static void mean_std(const double *x, int n, double *mean, double *sd) {
 
 static void human_bytes(double b, char *out, size_t cap) {
     if (b >= 1024.0 * 1024 * 1024) snprintf(out, cap, "%.2f GiB", b / (1024.0 * 1024 * 1024));
-    else snprintf(out, cap, "%.2f MiB", b / (1024.0 * 1024));
+    else if (b >= 1024.0 * 1024) snprintf(out, cap, "%.2f MiB", b / (1024.0 * 1024));
+    else snprintf(out, cap, "%.2f KiB", b / 1024.0);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -98,8 +130,9 @@ int cmd_bench(int argc, char **argv) {
         return EXIT_USAGE;
     }
     if (np < 0 || ng < 0 || np + ng < 1 || np > 65536 || ng > 65536 || reps < 1 || reps > 100 ||
-        bw_mib < 0 || bw_mib > 65536) {
-        cli_error(cmd, "-p and -n must be in 0..65536 (not both 0), --reps in 1..100");
+        bw_mib < 0 || bw_mib > 65536 || (bw_mib > 0 && bw_mib < 16)) {
+        cli_error(cmd, "-p and -n must be in 0..65536 (not both 0), --reps in 1..100, "
+                  "--bandwidth-mib 0 or 16..65536");
         return EXIT_USAGE;
     }
     duet_model *m = NULL;
@@ -117,10 +150,13 @@ int cmd_bench(int argc, char **argv) {
     const int threads = duet_get_threads();
     float *logits = malloc(sizeof(float) * (size_t)V);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(np > ng + 1 ? np : ng + 1));
-    double *tps = malloc(sizeof(double) * (size_t)reps);
-    if (!logits || !ids || !tps) {
-        cli_error(cmd, "out of memory");
-        free(logits), free(ids), free(tps);
+    double *tps = malloc(sizeof(double) * (size_t)reps * 4 + sizeof(double));
+    bw_buf bwb = {NULL, 0};
+    if (!logits || !ids || !tps ||
+        (ng > 0 && bw_mib > 0 && !bw_open(&bwb, (size_t)bw_mib << 20, threads))) {
+        cli_error(cmd, "out of memory (--bandwidth-mib %lld: the bandwidth test's buffer)",
+                  (long long)bw_mib);
+        free(logits), free(ids), free(tps), free(bwb.p);
         duet_model_free(m);
         return EXIT_FAIL;
     }
@@ -139,6 +175,8 @@ int cmd_bench(int argc, char **argv) {
     printf("| %-24s | %10s | %8s | %-8s | %7s | %6s | %18s |\n", "------------------------",
            "---------:", "-------:", "--------", "------:", "-----:", "-----------------:");
     double tg_mean = 0;
+    /* bandwidth read around the tg runs; each run's bound and fraction */
+    double *bws = tps + reps, *bound = bws + reps + 1, *frac = bound + reps;
     for (int test = 0; test < 2; test++) {
         const int64_t n = test ? ng : np;
         if (n == 0) continue;
@@ -151,6 +189,7 @@ int cmd_bench(int argc, char **argv) {
                 dt = cli_now() - t0;
             } else {
                 s = duet_tf_feed(m->tf, ids, 1, logits, 0); /* the first token: not timed */
+                if (r == 0 && bwb.p) bws[0] = bw_measure(&bwb, threads);
                 t0 = cli_now();
                 for (int64_t i = 1; i <= n && s == DUET_OK; i++)
                     s = duet_tf_feed(m->tf, ids + i, 1, logits, 0);
@@ -158,11 +197,12 @@ int cmd_bench(int argc, char **argv) {
             }
             if (s != DUET_OK) {
                 cli_error(cmd, "%s", duet_last_error());
-                free(logits), free(ids), free(tps);
+                free(logits), free(ids), free(tps), free(bwb.p);
                 duet_model_free(m);
                 return EXIT_FAIL;
             }
             if (r >= 0) tps[r] = dt > 0 ? (double)n / dt : 0;
+            if (test && r >= 0 && bwb.p) bws[r + 1] = bw_measure(&bwb, threads);
         }
         double mean, sd;
         mean_std(tps, (int)reps, &mean, &sd);
@@ -176,16 +216,39 @@ int cmd_bench(int argc, char **argv) {
     }
     printf("\nweights streamed per token: %s (%s, %s)\n", size, m->format, m->name);
     if (ng > 0) {
-        const double got = wbytes * tg_mean / 1e9;
-        if (bw_mib > 0) {
-            const double bw = measure_bandwidth((size_t)bw_mib << 20, 2);
-            printf("generation: %.2f GB/s of weights; measured read bandwidth %.2f GB/s "
-                   "(2 threads, %lld MiB buffer): %.0f%%\n",
-                   got, bw, (long long)bw_mib, bw > 0 ? 100.0 * got / bw : 0.0);
+        /* token i of the tg run (i = 1..ng) attends over positions 0..i:
+         * K and V rows of every layer, from the cache */
+        const int64_t HS = p->dim / p->heads, kvrow = p->layers * 2 * p->kv_heads * HS;
+        const double esz = strcmp(cache_type, "f16") == 0 ? 2.0 : 4.0;
+        double pos_sum = 0;
+        for (int64_t i = 1; i <= ng; i++) pos_sum += (double)(i + 1 < p->ctx ? i + 1 : p->ctx);
+        const double kvbytes = esz * (double)kvrow * pos_sum / (double)ng, bytes = wbytes + kvbytes;
+        char kvs[32];
+        human_bytes(kvbytes, kvs, sizeof kvs);
+        printf("KV cache read per token: %s (%s cache, mean over tg%lld)\n", kvs, cache_type,
+               (long long)ng);
+        const double got = bytes * tg_mean / 1e9;
+        if (bwb.p) {
+            double lo = bws[0], hi = bws[0];
+            for (int64_t r = 0; r < reps; r++) {
+                bound[r] = 0.5 * (bws[r] + bws[r + 1]);
+                frac[r] = bytes * tps[r] / 1e9 / bound[r];
+                lo = fmin(lo, bws[r + 1]), hi = fmax(hi, bws[r + 1]);
+            }
+            char per[256] = "";
+            size_t k = 0;
+            for (int64_t r = 0; r < reps && k + 8 < sizeof per; r++)
+                k += (size_t)snprintf(per + k, sizeof per - k, "%s%.0f%%", r ? " " : "", 100 * frac[r]);
+            const double med = median(frac, reps), bw = median(bound, reps);
+            printf("generation: %.2f GB/s of weights and KV cache; measured read bandwidth "
+                   "%.2f GB/s (median; %.1f-%.1f around the runs; %d threads, %lld MiB buffer); "
+                   "each run against its own: %s; median: %.0f%%\n",
+                   got, bw, lo, hi, threads, (long long)bw_mib, per, 100 * med);
         } else {
-            printf("generation: %.2f GB/s of weights\n", got);
+            printf("generation: %.2f GB/s of weights and KV cache\n", got);
         }
     }
+    free(bwb.p);
     free(logits);
     free(ids);
     free(tps);
