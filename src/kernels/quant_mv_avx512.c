@@ -122,6 +122,32 @@ static inline __m256 scales8_at(const uint8_t *p, int stride) {
                                               _mm_cvtsi64_si128((long long)hi)));
 }
 
+/* The f16 scales of 8 blocks gathered by one AVX-512 BW word permute
+ * (vpermt2w) from the two or four 64-byte loads that hold them, in place
+ * of eight 16-bit loads packed in general registers (scales8_at): the Q4_0
+ * and Q8_0 row kernels ran 2-10% faster with it (one core, both versions
+ * alternating in one process: Q8_0 in L2 40.2-40.6 -> 42.7-42.9 GB/s, in
+ * L3 27.4 -> 27.9; Q4_0 in L3 19.7-19.8 -> 21.7-21.8). Same values.
+ * Q4_0 (18-byte blocks): block j's scale is word 9j of the 144 bytes at w,
+ * in the row kernel's lane order 0 2 4 6 1 3 5 7. */
+static const int16_t q4_0_sc_idx[32] __attribute__((aligned(64))) = {0, 18, 36, 54, 9, 27, 45, 63};
+static inline __attribute__((always_inline)) __m256 scales8_q4_0(const uint8_t *w) {
+    const __m512i a = _mm512_loadu_si512((const void *)w), b = _mm512_loadu_si512((const void *)(w + 64));
+    const __m512i idx = _mm512_load_si512((const void *)q4_0_sc_idx);
+    return _mm256_cvtph_ps(_mm512_castsi512_si128(_mm512_permutex2var_epi16(a, idx, b)));
+}
+/* Q8_0 (34-byte blocks): words 0 17 34 51 of the first 128 bytes, 68 85 102
+ * 119 (words 4 21 38 55 of the next 128). */
+static const int16_t q8_0_sc_idx[32] __attribute__((aligned(64))) = {0, 17, 34, 51, 4, 21, 38, 55};
+static inline __attribute__((always_inline)) __m256 scales8_q8_0(const uint8_t *w) {
+    const __m512i idx = _mm512_load_si512((const void *)q8_0_sc_idx);
+    const __m512i lo = _mm512_permutex2var_epi16(_mm512_loadu_si512((const void *)w), idx,
+                                                 _mm512_loadu_si512((const void *)(w + 64)));
+    const __m512i hi = _mm512_permutex2var_epi16(_mm512_loadu_si512((const void *)(w + 128)), idx,
+                                                 _mm512_loadu_si512((const void *)(w + 192)));
+    return _mm256_cvtph_ps(_mm_mask_mov_epi16(_mm512_castsi512_si128(lo), 0xF0, _mm512_castsi512_si128(hi)));
+}
+
 static inline float f16v(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
@@ -239,7 +265,7 @@ INL void q8_0_rows_n(const duet_qmv *mv, const uint8_t *w, int R, float *y) {
             for (int j = 0; j < 8; j++)
                 p[j] = _mm256_dpbusd_epi32(zero, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(wb + j * Q8_0_BYTES + 2)), flip), xv[j]);
             const __m256i h = _mm256_add_epi32(hsum8x8_v(p), c);
-            acc[r] = _mm256_fmadd_ps(scales8_at(wb, Q8_0_BYTES), _mm256_mul_ps(dx, _mm256_cvtepi32_ps(h)), acc[r]);
+            acc[r] = _mm256_fmadd_ps(scales8_q8_0(wb), _mm256_mul_ps(dx, _mm256_cvtepi32_ps(h)), acc[r]);
         }
     }
     for (; i < nb; i++) {
@@ -488,16 +514,7 @@ VNNI void duet_qmv_rows_q4_0_vnni(const duet_qmv *mv, const void *W, int64_t r0,
             }
             const __m256i h = _mm256_srai_epi32(
                 _mm256_hadd_epi32(_mm256_hadd_epi32(q[0], q[1]), _mm256_hadd_epi32(q[2], q[3])), 4);
-            uint64_t lo = 0, hi = 0;
-            for (int j = 0; j < 4; j++) {
-                uint16_t a, b;
-                memcpy(&a, w + 2 * j * Q4_0_BYTES, 2);
-                memcpy(&b, w + (2 * j + 1) * Q4_0_BYTES, 2);
-                lo |= (uint64_t)a << (16 * j);
-                hi |= (uint64_t)b << (16 * j);
-            }
-            const __m256 dw = _mm256_cvtph_ps(_mm_unpacklo_epi64(_mm_cvtsi64_si128((long long)lo),
-                                                                  _mm_cvtsi64_si128((long long)hi)));
+            const __m256 dw = scales8_q4_0(w);
             acc = _mm256_fmadd_ps(dw, _mm256_mul_ps(_mm256_load_ps((const float *)(xg + 256)), _mm256_cvtepi32_ps(h)), acc);
             acc2 = _mm256_fmadd_ps(dw, _mm256_load_ps((const float *)(xg + 288)), acc2);
         }
