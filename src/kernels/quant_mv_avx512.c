@@ -380,8 +380,11 @@ INL void q4_k_rows_n(const duet_qmv *mv, const uint8_t *w, int R, float *y) {
             a1 = _mm512_dpwssd_epi32(a1, _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(b1, 4), m4), x3),
                                      sc[3]);
             const __m256i imin = _mm256_madd_epi16(bs, mn);
-            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(f16v(wb) * dx), _mm512_cvtepi32_ps(_mm512_add_epi32(a, a1)), acc[r]);
-            accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(f16v(wb + 2) * dx), _mm256_cvtepi32_ps(imin), accm[r]);
+            /* d and dmin in one conversion (same products as two scalar ones;
+             * 7% faster in L2 than f16v twice, one-process A/B) */
+            const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)q_u32(wb))), _mm_set1_ps(dx));
+            acc[r] = _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(_mm512_add_epi32(a, a1)), acc[r]);
+            accm[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)), _mm256_cvtepi32_ps(imin), accm[r]);
         }
     }
     for (int r = 0; r < R; r++) {
