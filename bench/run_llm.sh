@@ -7,6 +7,8 @@
 #   sh bench/run_llm.sh                 # generate missing files, then measure
 #   DUET_LLM_DIR=/tmp/x SHAPES="15m 110m" TYPES="q8_0 q4_0" sh bench/run_llm.sh
 #   GEN_ONLY=1 sh bench/run_llm.sh      # only write the files
+#   NO_MMAP=1 sh bench/run_llm.sh       # `duet bench --no-mmap`: weights read
+#                                       # into (huge-page) memory, not mapped
 #
 # Files (not committed; 1.1B F32 is 4.4 GB, all of them ~13 GB) go to
 # DUET_LLM_DIR (default /tmp/duet-llm): tools/gen_random_gguf.py writes the
@@ -38,6 +40,8 @@ SHAPES=${SHAPES:-"15m 110m 1b"}
 TYPES=${TYPES:-"f32 f16 q8_0 q4_0 q4_k_m"}
 THREADS=${THREADS:-2}
 LOCK=${LOCK:-/tmp/duet-bench.lock}
+MMAP_ARG=
+[ -n "$NO_MMAP" ] && [ "$NO_MMAP" != 0 ] && MMAP_ARG=--no-mmap
 mkdir -p "$DIR"
 
 shape_args() {
@@ -81,7 +85,7 @@ gen() { # shape type
 for s in $SHAPES; do for t in $TYPES; do gen "$s" "$t"; done; done
 [ -n "$GEN_ONLY" ] && exit 0
 
-echo "# duet bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD), $THREADS threads"
+echo "# duet bench, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD), $THREADS threads, weights $([ -n "$MMAP_ARG" ] && echo "read into memory (--no-mmap)" || echo mapped)"
 echo
 echo "| shape | type | weights MiB | KV MiB | pp128 t/s | llama.cpp pp | tg256 t/s | llama.cpp tg | GB/s | bound GB/s | % of bound |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -90,7 +94,7 @@ for s in $SHAPES; do
         reps=${REPS:-3}
         if [ -z "$REPS" ] && [ "$s" = 1b ] && { [ "$t" = f32 ] || [ "$t" = f16 ]; }; then reps=1; fi
         out=$(flock "$LOCK" $DUET bench --model "$DIR/$s-$t.gguf" -p 128 -n 256 -r "$reps" \
-            --threads "$THREADS" 2>&1) || { echo "$out" >&2; exit 1; }
+            --threads "$THREADS" $MMAP_ARG 2>&1) || { echo "$out" >&2; exit 1; }
         pp=$(echo "$out" | awk -F'|' '$7 ~ /pp128/ {split($8, a, " "); print a[1]}')
         tg=$(echo "$out" | awk -F'|' '$7 ~ /tg256/ {split($8, a, " "); print a[1]}')
         mib=$(echo "$out" | sed -n 's/^weights streamed per token: \([0-9.]*\) \(MiB\|GiB\).*/\1 \2/p' |

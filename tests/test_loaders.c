@@ -758,6 +758,12 @@ static void test_cli(void) {
                 out ? out : "");
     }
     free(out);
+    snprintf(args, sizeof args, "bench --model %s -p 8 -n 8 -r 1 --bandwidth-mib 0 --no-mmap",
+             fixture_path("ld_llama_mix.gguf"));
+    rc = run_duet(args, NULL, &out);
+    T_CHECK(rc == 0 && out && strstr(out, "tg8") && strstr(out, "read into memory"),
+            "duet bench --no-mmap: rc %d: %s", rc, out ? out : "");
+    free(out);
     snprintf(args, sizeof args, "bench --model %s -p 8 -n 8 -r 1 --bandwidth-mib 3",
              fixture_path("ld_llama_mix.gguf"));
     rc = run_duet(args, NULL, &out);
@@ -814,6 +820,48 @@ static void test_refusals(void) {
             duet_last_error());
 }
 
+/* ==== read into memory (duet_model_params.no_mmap) ========================== */
+
+/* The same model read instead of mapped: the same logits, bit for bit, for
+ * every format the loaders map (GGUF, quantized GGUF, llama2.c, a Hugging
+ * Face folder's safetensors). */
+static void test_no_mmap(void) {
+    static const char *files[] = {"ld_llama_f32.gguf", "ld_llama_mix.gguf", "ld_llama_kq.gguf",
+                                  "ld_l2c_v1.bin", "ld_hf_llama", "ld_qwen2_q8.gguf"};
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+        duet_model_params mp;
+        duet_model_params_default(&mp);
+        duet_model *a = duet_model_open(fixture_path(files[f]), &mp);
+        mp.no_mmap = 1;
+        duet_model *b = duet_model_open(fixture_path(files[f]), &mp);
+        int same = a && b;
+        if (same) {
+            const int64_t V = duet_tf_config(a->tf)->vocab;
+            float *la = malloc(sizeof(float) * (size_t)V), *lb = malloc(sizeof(float) * (size_t)V);
+            const int32_t ids[4] = {1, 2, 3, 1};
+            same = la && lb && duet_tf_feed(a->tf, ids, 4, la, 0) == DUET_OK &&
+                   duet_tf_feed(b->tf, ids, 4, lb, 0) == DUET_OK &&
+                   memcmp(la, lb, sizeof(float) * (size_t)V) == 0;
+            for (int i = 0; i < 3 && same; i++) /* and one token at a time */
+                same = duet_tf_feed(a->tf, ids + i, 1, la, 0) == DUET_OK &&
+                       duet_tf_feed(b->tf, ids + i, 1, lb, 0) == DUET_OK &&
+                       memcmp(la, lb, sizeof(float) * (size_t)V) == 0;
+            free(la), free(lb);
+        }
+        T_CHECK(same, "%s read into memory (no_mmap): the mapped model's logits, bit for bit (%s)",
+                files[f], a && b ? "ok" : duet_last_error());
+        duet_model_free(a);
+        duet_model_free(b);
+    }
+    duet_model_params mp;
+    duet_model_params_default(&mp);
+    mp.no_mmap = 1;
+    duet_model *m = duet_model_open("/nonexistent/model.gguf", &mp);
+    T_CHECK(!m && strstr(duet_last_error(), "/nonexistent/model.gguf"),
+            "no_mmap: a missing file is refused by name: %s", duet_last_error());
+    duet_model_free(m);
+}
+
 int main(void) {
     duet_init();
     FX = t_fix_load("ld_expect.bin");
@@ -825,6 +873,7 @@ int main(void) {
     test_convert();
     test_cli();
     test_refusals();
+    test_no_mmap();
     t_fix_free(FX);
     return t_done();
 }

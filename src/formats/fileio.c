@@ -88,6 +88,47 @@ static duet_status open_for_reading(const char *path, int *fd, struct stat *st) 
 
 static const unsigned char empty_file[1] = {0};
 
+static _Thread_local int map_read;
+
+int duet_map_set_read(int read) {
+    const int prev = map_read;
+    map_read = read != 0;
+    return prev;
+}
+
+/* The file into anonymous memory: 2 MiB aligned so that whole huge pages
+ * can back it, MADV_HUGEPAGE (transparent huge pages with the "madvise"
+ * setting; harmless where the kernel has none). */
+static duet_status read_anon(int fd, const char *path, size_t len, duet_mapped *m) {
+    const size_t hp = (size_t)2 << 20, alen = (len + hp - 1) / hp * hp + hp;
+    unsigned char *base = mmap(NULL, alen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return duet_set_error(DUET_ERR_NOMEM, "%s: no memory to read %zu bytes into (%s)", path, len,
+                              strerror(errno));
+    unsigned char *p = (unsigned char *)(((uintptr_t)base + hp - 1) & ~(uintptr_t)(hp - 1));
+#ifdef MADV_HUGEPAGE
+    madvise(p, alen - (size_t)(p - base), MADV_HUGEPAGE);
+#endif
+    size_t got = 0;
+    while (got < len) {
+        const size_t want = len - got > ((size_t)1 << 30) ? (size_t)1 << 30 : len - got;
+        const ssize_t r = pread(fd, p + got, want, (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            const int e = r < 0 ? errno : 0;
+            munmap(base, alen);
+            return duet_set_error(DUET_ERR_IO, "%s: read failed at byte %zu of %zu: %s", path, got, len,
+                                  e ? strerror(e) : "the file got shorter");
+        }
+        got += (size_t)r;
+    }
+    m->map_base = base;
+    m->map_len = alen;
+    m->data = p;
+    m->size = len;
+    return DUET_OK;
+}
+
 duet_status duet_map_file(const char *path, duet_mapped *m) {
     memset(m, 0, sizeof *m);
     int fd;
@@ -105,6 +146,11 @@ duet_status duet_map_file(const char *path, duet_mapped *m) {
             return duet_set_error(DUET_ERR_IO, "%s: too large to map on this machine", path);
         }
         size_t len = (size_t)st.st_size;
+        if (map_read) {
+            s = read_anon(fd, path, len, m);
+            close(fd);
+            return s;
+        }
         void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p != MAP_FAILED) {
             close(fd);

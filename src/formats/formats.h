@@ -31,6 +31,12 @@ typedef struct duet_mapped {
 duet_status duet_map_file(const char *path, duet_mapped *m);
 /* Unmaps/frees; the struct becomes empty. Safe on an empty struct. */
 void duet_unmap_file(duet_mapped *m);
+/* This thread's duet_map_file mode: 0 maps regular files (the default); 1
+ * reads them into anonymous memory aligned to 2 MiB and advised for
+ * transparent huge pages (map_base / map_len then name that memory, and
+ * duet_unmap_file unmaps it as well). Returns the previous mode. The model
+ * loaders set it for the length of one duet_model_open. */
+int duet_map_set_read(int read);
 
 /* Reads a whole file into memory from duet_alloc, NUL-terminated (the NUL is
  * not counted in *size). The caller frees *data with duet_free. */

@@ -780,7 +780,16 @@ static duet_status duet_open_model(const char *path, duet_model *out) {
 
 /* ==== duet_model_open ===================================================== */
 
+static duet_model *model_open(const char *path, const duet_model_params *mp);
+
 duet_model *duet_model_open(const char *path, const duet_model_params *mp) {
+    const int prev = duet_map_set_read(mp && mp->no_mmap);
+    duet_model *m = model_open(path, mp);
+    duet_map_set_read(prev);
+    return m;
+}
+
+static duet_model *model_open(const char *path, const duet_model_params *mp) {
     duet_model *m = duet_calloc(1, sizeof *m);
     if (!m) return NULL;
     duet_status st;
