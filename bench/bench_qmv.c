@@ -10,8 +10,9 @@
  * the decode runs them: rows of K = 2048 (the 1.1B shape's width), handed
  * to the threads in chunks of 1/8 of the matrix up to 1 MB (dynamic), each
  * row through duet_qmv_rows with a vector prepared by duet_qmv_prepare.
- * The read test is a sum of the same buffer with the widest loads the CPU
- * has, in the same chunks on the same threads. Both are timed alternately
+ * The buffer is 2 MiB aligned with transparent huge pages advised (as
+ * `duet bench --no-mmap` reads weights). The read test is a sum of the same
+ * buffer with the widest loads the CPU has, in the same chunks on the same threads. Both are timed alternately
  * in the same process (read, rows, read, ...), so each pair sees the same
  * minute of a shared machine; the line gives the medians and the median of
  * the per-pair ratios (rows GB/s / mean of the reads around them).
@@ -35,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -182,7 +184,14 @@ int main(int argc, char **argv) {
                               (size_t)duet_qmv_scratch_bytes(DUET_QTYPE_Q4_K, K) + 4096);
     double *rd = malloc(sizeof(double) * (size_t)(reps + 1)), *rg = malloc(sizeof(double) * (size_t)reps);
     double *ra = malloc(sizeof(double) * (size_t)reps);
-    uint8_t *buf = malloc((size_t)sbytes[2]);
+    /* 2 MiB aligned, transparent huge pages advised: as duet bench's read
+     * test and --no-mmap weights */
+    const size_t hp = (size_t)2 << 20, blen = (size_t)sbytes[2] + hp;
+    uint8_t *bbase = mmap(NULL, blen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t *buf = bbase == MAP_FAILED ? NULL : (uint8_t *)(((uintptr_t)bbase + hp - 1) & ~(uintptr_t)(hp - 1));
+#ifdef MADV_HUGEPAGE
+    if (buf) madvise(buf, (size_t)sbytes[2], MADV_HUGEPAGE);
+#endif
     float *y = malloc(sizeof(float) * ((size_t)sbytes[2] / 1088 + 1)); /* most rows: Q4_0 */
     if (!wf || !x || !rows0 || !scratch || !rd || !rg || !ra || !buf || !y) {
         fprintf(stderr, "bench_qmv: out of memory (needs ~1.1 GB)\n");
@@ -224,6 +233,7 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
     }
-    free(wf), free(x), free(rows0), free(scratch), free(rd), free(rg), free(ra), free(buf), free(y);
+    free(wf), free(x), free(rows0), free(scratch), free(rd), free(rg), free(ra), free(y);
+    munmap(bbase, blen);
     return (int)(sink & 0);
 }
