@@ -66,8 +66,9 @@ __attribute__((target("avx512f"))) static uint64_t sum_avx512(const uint8_t *p, 
         a2 = _mm512_add_epi64(a2, _mm512_loadu_si512((const void *)(p + i + 128)));
         a3 = _mm512_add_epi64(a3, _mm512_loadu_si512((const void *)(p + i + 192)));
     }
-    return (uint64_t)_mm512_reduce_add_epi64(
-        _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+    uint64_t t[8]; /* unsigned: the sums wrap by design (GCC's reduce is a signed sum, UB) */
+    _mm512_storeu_si512((void *)t, _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
+    return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
 }
 __attribute__((target("avx2"))) static uint64_t sum_avx2(const uint8_t *p, size_t n) {
     __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
