@@ -10,11 +10,11 @@
  * the decode runs them: rows of K = 2048 (the 1.1B shape's width), handed
  * to the threads in chunks of 1/8 of the matrix up to 1 MB (dynamic), each
  * row through duet_qmv_rows with a vector prepared by duet_qmv_prepare.
- * The buffer is 2 MiB aligned with transparent huge pages advised (as
- * `duet bench --no-mmap` reads weights). The read test is a sum of the same
- * buffer with the widest loads the CPU has, in the same chunks on the same threads. Both are timed alternately
- * in the same process (read, rows, read, ...), so each pair sees the same
- * minute of a shared machine; the line gives the medians and the median of
+ * The buffer is huge-page memory (duet_huge_alloc, as `duet bench
+ * --no-mmap` reads weights). The read test is a sum of the same buffer
+ * with the widest loads the CPU has (duet_read_sum), in the same chunks on
+ * the same threads. Both are timed alternately in the same process (read,
+ * rows, read, ...), so each pair sees the same minute of a shared machine; the line gives the medians and the median of
  * the per-pair ratios (rows GB/s / mean of the reads around them).
  *
  * A ratio near 1 means the kernel keeps up with that level of the memory
@@ -36,11 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#endif
 
 #define K 2048
 
@@ -48,49 +44,6 @@ static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* ---- the read test: sum of n bytes (a multiple of 256) ---- */
-static uint64_t sum_plain(const uint8_t *p, size_t n) {
-    const uint64_t *q = (const uint64_t *)(const void *)p;
-    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    for (size_t i = 0; i < n / 8; i += 4) a0 += q[i], a1 += q[i + 1], a2 += q[i + 2], a3 += q[i + 3];
-    return a0 + a1 + a2 + a3;
-}
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f"))) static uint64_t sum_avx512(const uint8_t *p, size_t n) {
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    for (size_t i = 0; i < n; i += 256) {
-        a0 = _mm512_add_epi64(a0, _mm512_loadu_si512((const void *)(p + i)));
-        a1 = _mm512_add_epi64(a1, _mm512_loadu_si512((const void *)(p + i + 64)));
-        a2 = _mm512_add_epi64(a2, _mm512_loadu_si512((const void *)(p + i + 128)));
-        a3 = _mm512_add_epi64(a3, _mm512_loadu_si512((const void *)(p + i + 192)));
-    }
-    uint64_t t[8]; /* unsigned: the sums wrap by design (GCC's reduce is a signed sum, UB) */
-    _mm512_storeu_si512((void *)t, _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
-    return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
-}
-__attribute__((target("avx2"))) static uint64_t sum_avx2(const uint8_t *p, size_t n) {
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    for (size_t i = 0; i < n; i += 128) {
-        a0 = _mm256_add_epi64(a0, _mm256_loadu_si256((const __m256i *)(const void *)(p + i)));
-        a1 = _mm256_add_epi64(a1, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 32)));
-        a2 = _mm256_add_epi64(a2, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 64)));
-        a3 = _mm256_add_epi64(a3, _mm256_loadu_si256((const __m256i *)(const void *)(p + i + 96)));
-    }
-    uint64_t t[4];
-    _mm256_storeu_si256((__m256i *)(void *)t, _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
-    return t[0] + t[1] + t[2] + t[3];
-}
-#endif
-typedef uint64_t (*sum_fn)(const uint8_t *, size_t);
-static sum_fn pick_sum(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return sum_avx512;
-    if (__builtin_cpu_supports("avx2")) return sum_avx2;
-#endif
-    return sum_plain;
 }
 
 /* ---- one pass of each, in the decode's chunks ---- */
@@ -101,11 +54,11 @@ static int64_t chunk_bytes(int64_t total) {
 
 static volatile uint64_t sink;
 
-static void read_pass(sum_fn sum, const uint8_t *buf, int64_t bytes, int threads) {
+static void read_pass(const uint8_t *buf, int64_t bytes, int threads) {
     const int64_t cb = chunk_bytes(bytes) & ~(int64_t)255, nch = bytes / cb;
     uint64_t total = 0;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(+ : total)
-    for (int64_t c = 0; c < nch; c++) total += sum(buf + c * cb, (size_t)cb);
+    for (int64_t c = 0; c < nch; c++) total += duet_read_sum(buf + c * cb, (size_t)cb);
     sink += total;
 }
 
@@ -120,10 +73,10 @@ static void rows_pass(const duet_qmv *mv, const uint8_t *W, int64_t M, float *y,
 }
 
 /* GB/s of `bytes` per pass, passes repeated for at least 0.1 s. */
-static double time_read(sum_fn sum, const uint8_t *buf, int64_t bytes, int threads) {
+static double time_read(const uint8_t *buf, int64_t bytes, int threads) {
     int n = 0;
     double t0 = now(), t;
-    do read_pass(sum, buf, bytes, threads), n++;
+    do read_pass(buf, bytes, threads), n++;
     while ((t = now() - t0) < 0.1);
     return (double)bytes * n / t / 1e9;
 }
@@ -176,7 +129,6 @@ int main(int argc, char **argv) {
     /* L2: 256 KiB a thread; L3: 8 MiB in all; DRAM: 1 GiB */
     const char *sname[] = {"l2", "l3", "dram"};
     const int64_t sbytes[] = {(int64_t)threads << 18, (int64_t)8 << 20, (int64_t)1 << 30};
-    const sum_fn sum = pick_sum();
     /* 64 rows of every type, from one set of weights, repeated over the buffer */
     const int64_t R0 = 64;
     float *wf = malloc(sizeof(float) * R0 * K), *x = malloc(sizeof(float) * K);
@@ -185,14 +137,9 @@ int main(int argc, char **argv) {
                               (size_t)duet_qmv_scratch_bytes(DUET_QTYPE_Q4_K, K) + 4096);
     double *rd = malloc(sizeof(double) * (size_t)(reps + 1)), *rg = malloc(sizeof(double) * (size_t)reps);
     double *ra = malloc(sizeof(double) * (size_t)reps);
-    /* 2 MiB aligned, transparent huge pages advised: as duet bench's read
-     * test and --no-mmap weights */
-    const size_t hp = (size_t)2 << 20, blen = (size_t)sbytes[2] + hp;
-    uint8_t *bbase = mmap(NULL, blen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    uint8_t *buf = bbase == MAP_FAILED ? NULL : (uint8_t *)(((uintptr_t)bbase + hp - 1) & ~(uintptr_t)(hp - 1));
-#ifdef MADV_HUGEPAGE
-    if (buf) madvise(buf, (size_t)sbytes[2], MADV_HUGEPAGE);
-#endif
+    /* huge-page memory, as duet bench's read test and --no-mmap weights */
+    duet_huge mem;
+    uint8_t *buf = duet_huge_alloc((size_t)sbytes[2], &mem);
     float *y = malloc(sizeof(float) * ((size_t)sbytes[2] / 1088 + 1)); /* most rows: Q4_0 */
     if (!wf || !x || !rows0 || !scratch || !rd || !rg || !ra || !buf || !y) {
         fprintf(stderr, "bench_qmv: out of memory (needs ~1.1 GB)\n");
@@ -222,10 +169,10 @@ int main(int argc, char **argv) {
             duet_qmv_prepare(&mv, t, K, x, scratch);
             const int64_t bytes = (M * wrb) & ~(int64_t)255;
             time_rows(&mv, buf, M, y, threads); /* warm-up */
-            rd[0] = time_read(sum, buf, bytes, threads);
+            rd[0] = time_read(buf, bytes, threads);
             for (int r = 0; r < reps; r++) {
                 rg[r] = time_rows(&mv, buf, M, y, threads);
-                rd[r + 1] = time_read(sum, buf, bytes, threads);
+                rd[r + 1] = time_read(buf, bytes, threads);
                 ra[r] = rg[r] / (0.5 * (rd[r] + rd[r + 1]));
             }
             const double g = median(rg, reps), a = median(ra, reps), b = median(rd, reps + 1);
@@ -235,6 +182,6 @@ int main(int argc, char **argv) {
         }
     }
     free(wf), free(x), free(rows0), free(scratch), free(rd), free(rg), free(ra), free(y);
-    munmap(bbase, blen);
+    duet_huge_free(&mem);
     return (int)(sink & 0);
 }

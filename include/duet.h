@@ -118,6 +118,18 @@ int duet_get_threads(void);
 /* Compiler that built the library, e.g. "gcc 12.2.0". */
 const char *duet_compiler(void);
 
+/* Memory read bandwidth, the bound `duet bench` sets decode against. A test
+ * buffer of `bytes` (rounded down to 2 MiB chunks, at least one) in
+ * huge-page memory, written once on `threads` threads; NULL with
+ * DUET_ERR_NOMEM when there is no memory for it. */
+typedef struct duet_membw duet_membw;
+duet_membw *duet_membw_new(size_t bytes, int threads);
+/* GB/s: two reads of the whole buffer on `threads` threads, 2 MiB chunks
+ * handed out dynamically, with the widest loads the CPU has; the rate over
+ * both reads together. */
+double duet_membw_read(duet_membw *b, int threads);
+void duet_membw_free(duet_membw *b); /* NULL ok */
+
 /* ======================================================================== */
 /* Memory: one allocation hook, arenas                                       */
 /* ======================================================================== */

@@ -3,6 +3,7 @@
  * (against numpy/PyTorch fixture), counter-based RNG, tape basics.
  */
 #include "testutil.h"
+#include "core/internal.h"
 
 #include <math.h>
 #include <omp.h>
@@ -214,6 +215,39 @@ static void test_errors(void) {
     T_CHECK(duet_get_threads() >= 1, "threads %d, isa %s, cpu: %s", duet_get_threads(), duet_kernel_isa(), buf);
 }
 
+/* duet_read_sum (the widest loads this CPU has: AVX-512, AVX2 or
+ * plain) against a plain wrapping sum; words near 2^64 so the lanes and the
+ * total wrap. duet_huge_alloc gives 2 MiB-aligned, writable memory;
+ * duet_membw measures something and frees NULL. */
+static void test_memread(void) {
+    duet_huge h;
+    const size_t n = (size_t)3 << 20;
+    uint64_t *p = duet_huge_alloc(n, &h);
+    T_CHECK(p && ((uintptr_t)p & (((uintptr_t)2 << 20) - 1)) == 0, "duet_huge_alloc: 2 MiB aligned");
+    if (!p) return;
+    uint64_t x = 0x9E3779B97F4A7C15ull, want = 0;
+    for (size_t i = 0; i < n / 8; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        p[i] = x | 0xF000000000000000ull;
+    }
+    int ok = 1;
+    const size_t lens[] = {256, 4096, 65536 + 256, n};
+    for (size_t k = 0; k < 4; k++) {
+        want = 0;
+        for (size_t i = 0; i < lens[k] / 8; i++) want += p[i];
+        ok &= duet_read_sum(p, lens[k]) == want;
+    }
+    T_CHECK(ok, "duet_read_sum = the plain wrapping sum");
+    duet_huge_free(&h);
+    T_CHECK(h.base == NULL, "duet_huge_free empties the handle");
+    duet_huge_free(&h); /* twice: safe */
+    duet_membw *b = duet_membw_new((size_t)4 << 20, 2);
+    const double gbs = b ? duet_membw_read(b, 2) : 0;
+    T_CHECK(b && gbs > 0.1 && gbs < 10000, "duet_membw_read: %.1f GB/s", gbs);
+    duet_membw_free(b);
+    duet_membw_free(NULL);
+}
+
 int main(void) {
     duet_init();
     test_errors();
@@ -223,5 +257,6 @@ int main(void) {
     test_half();
     test_rng();
     test_tape();
+    test_memread();
     return t_done();
 }

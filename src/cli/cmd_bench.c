@@ -11,7 +11,7 @@
  * token must read — every weight matrix once, and the KV cache up to its
  * position (on average over the tg run) — the bandwidth generation
  * achieved (bytes x tokens/s), and the machine's read bandwidth measured
- * here: a streaming sum over a buffer far larger than the caches, on the
+ * here (duet_membw): a streaming sum over a buffer far larger than the caches, on the
  * same threads, read just before and just after every timed tg run (a
  * shared VM's bandwidth moves from minute to minute: here 20-60 GB/s), so
  * each run is set against the bandwidth of its own minute. The fraction
@@ -28,122 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define MAX64(a, b) ((a) > (b) ? (a) : (b))
-
-/* The bandwidth test's buffer: allocated and faulted in once, read before
- * and after every timed generation run. 2 MiB aligned and advised for
- * transparent huge pages, as --no-mmap reads weights: the bound is the
- * best read rate (here 4 KiB pages streamed ~5% slower than 2 MiB ones). */
-typedef struct bw_buf {
-    uint64_t *p;
-    size_t n;     /* uint64 words */
-    void *base;   /* the mapping */
-    size_t len;
-} bw_buf;
-
-static int bw_open(bw_buf *b, size_t bytes, int threads) {
-    const size_t hp = (size_t)2 << 20;
-    b->n = bytes / sizeof(uint64_t);
-    b->len = (bytes + hp - 1) / hp * hp + hp;
-    b->base = mmap(NULL, b->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (b->base == MAP_FAILED) {
-        b->base = NULL, b->p = NULL;
-        return 0;
-    }
-    b->p = (uint64_t *)(((uintptr_t)b->base + hp - 1) & ~(uintptr_t)(hp - 1));
-#ifdef MADV_HUGEPAGE
-    madvise(b->p, b->len - (size_t)((char *)b->p - (char *)b->base), MADV_HUGEPAGE);
-#endif
-    uint64_t *p = b->p;
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (size_t i = 0; i < b->n; i++) p[i] = i * 2654435761u;
-    return 1;
-}
-
-static void bw_close(bw_buf *b) {
-    if (b->base) munmap(b->base, b->len);
-    b->base = NULL, b->p = NULL;
-}
-
-/* The sum of n words (n a multiple of 32), as wide as the CPU reads: a
- * bound is the best read rate, and the SSE2 loop the baseline build makes
- * of the plain C read 2-11% slower than the decode's own AVX-512 f32 rows
- * streamed (110M and 1.1B F32 at 107-111% of it). */
-static uint64_t sum_words(const uint64_t *p, size_t n) {
-    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-    for (size_t i = 0; i < n; i += 8) {
-        a0 += p[i], a1 += p[i + 1], a2 += p[i + 2], a3 += p[i + 3];
-        a4 += p[i + 4], a5 += p[i + 5], a6 += p[i + 6], a7 += p[i + 7];
-    }
-    return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-__attribute__((target("avx512f"))) static uint64_t sum_words_avx512(const uint64_t *p, size_t n) {
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-    for (size_t i = 0; i < n; i += 32) {
-        a0 = _mm512_add_epi64(a0, _mm512_loadu_si512((const void *)(p + i)));
-        a1 = _mm512_add_epi64(a1, _mm512_loadu_si512((const void *)(p + i + 8)));
-        a2 = _mm512_add_epi64(a2, _mm512_loadu_si512((const void *)(p + i + 16)));
-        a3 = _mm512_add_epi64(a3, _mm512_loadu_si512((const void *)(p + i + 24)));
-    }
-    uint64_t t[8]; /* unsigned: the sums wrap by design (GCC's reduce is a signed sum, UB) */
-    _mm512_storeu_si512((void *)t, _mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
-    return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
-}
-__attribute__((target("avx2"))) static uint64_t sum_words_avx2(const uint64_t *p, size_t n) {
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    for (size_t i = 0; i < n; i += 16) {
-        a0 = _mm256_add_epi64(a0, _mm256_loadu_si256((const __m256i *)(p + i)));
-        a1 = _mm256_add_epi64(a1, _mm256_loadu_si256((const __m256i *)(p + i + 4)));
-        a2 = _mm256_add_epi64(a2, _mm256_loadu_si256((const __m256i *)(p + i + 8)));
-        a3 = _mm256_add_epi64(a3, _mm256_loadu_si256((const __m256i *)(p + i + 12)));
-    }
-    uint64_t t[4];
-    _mm256_storeu_si256((__m256i *)t, _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
-    return t[0] + t[1] + t[2] + t[3];
-}
-#endif
-
-typedef uint64_t (*sum_fn)(const uint64_t *, size_t);
-
-static sum_fn pick_sum(void) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return sum_words_avx512;
-    if (__builtin_cpu_supports("avx2")) return sum_words_avx2;
-#endif
-    return sum_words;
-}
-
-/* Read bandwidth in GB/s: the sum of the buffer on `threads` threads, the
- * rate over 2 passes together. Not the better pass: this VM's bandwidth
- * moves within seconds, and the best of a few short reads sits above what
- * a decode lasting seconds can get (1.1B F32, one 33 s run, reached 72%
- * of such a figure). The buffer goes to the threads in 2 MiB chunks handed
- * out dynamically, as the decode hands out its row chunks: with a fixed
- * half per thread, a thread the hypervisor preempts (this VM shows 7-10%
- * steal) makes the other wait, and the test reads lower than what a
- * decode's own loop reaches. */
-static double bw_measure(const bw_buf *b, int threads) {
-    const size_t chunk = ((size_t)2 << 20) / sizeof(uint64_t), nch = b->n / chunk;
-    const uint64_t *buf = b->p;
-    const sum_fn sum = pick_sum();
-    volatile uint64_t sink = 0;
-    const double t0 = cli_now();
-    for (int pass = 0; pass < 2; pass++) {
-        uint64_t total = 0;
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) reduction(+ : total)
-        for (size_t c = 0; c < nch; c++) total += sum(buf + c * chunk, chunk);
-        sink += total;
-    }
-    const double dt = cli_now() - t0;
-    (void)sink;
-    return dt > 0 ? 2.0 * (double)(nch * chunk * sizeof(uint64_t)) / dt / 1e9 : 0;
-}
 
 static int cmp_double(const void *a, const void *b) {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -218,12 +104,13 @@ int cmd_bench(int argc, char **argv) {
     float *logits = malloc(sizeof(float) * (size_t)V);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)(np > ng + 1 ? np : ng + 1));
     double *tps = malloc(sizeof(double) * (size_t)reps * 4 + sizeof(double));
-    bw_buf bwb = {NULL, 0, NULL, 0};
+    /* the read test's buffer, read just before and after every timed tg run */
+    duet_membw *bwb = NULL;
     if (!logits || !ids || !tps ||
-        (ng > 0 && bw_mib > 0 && !bw_open(&bwb, (size_t)bw_mib << 20, threads))) {
+        (ng > 0 && bw_mib > 0 && !(bwb = duet_membw_new((size_t)bw_mib << 20, threads)))) {
         cli_error(cmd, "out of memory (--bandwidth-mib %lld: the bandwidth test's buffer)",
                   (long long)bw_mib);
-        free(logits), free(ids), free(tps), bw_close(&bwb);
+        free(logits), free(ids), free(tps), duet_membw_free(bwb);
         duet_model_free(m);
         return EXIT_FAIL;
     }
@@ -256,7 +143,7 @@ int cmd_bench(int argc, char **argv) {
                 dt = cli_now() - t0;
             } else {
                 s = duet_tf_feed(m->tf, ids, 1, logits, 0); /* the first token: not timed */
-                if (r == 0 && bwb.p) bws[0] = bw_measure(&bwb, threads);
+                if (r == 0 && bwb) bws[0] = duet_membw_read(bwb, threads);
                 t0 = cli_now();
                 for (int64_t i = 1; i <= n && s == DUET_OK; i++)
                     s = duet_tf_feed(m->tf, ids + i, 1, logits, 0);
@@ -264,12 +151,12 @@ int cmd_bench(int argc, char **argv) {
             }
             if (s != DUET_OK) {
                 cli_error(cmd, "%s", duet_last_error());
-                free(logits), free(ids), free(tps), bw_close(&bwb);
+                free(logits), free(ids), free(tps), duet_membw_free(bwb);
                 duet_model_free(m);
                 return EXIT_FAIL;
             }
             if (r >= 0) tps[r] = dt > 0 ? (double)n / dt : 0;
-            if (test && r >= 0 && bwb.p) bws[r + 1] = bw_measure(&bwb, threads);
+            if (test && r >= 0 && bwb) bws[r + 1] = duet_membw_read(bwb, threads);
         }
         double mean, sd;
         mean_std(tps, (int)reps, &mean, &sd);
@@ -296,7 +183,7 @@ int cmd_bench(int argc, char **argv) {
         printf("KV cache read per token: %s (%s cache, mean over tg%lld)\n", kvs, cache_type,
                (long long)ng);
         const double got = bytes * tg_mean / 1e9;
-        if (bwb.p) {
+        if (bwb) {
             double lo = bws[0], hi = bws[0];
             for (int64_t r = 0; r < reps; r++) {
                 bound[r] = 0.5 * (bws[r] + bws[r + 1]);
@@ -316,7 +203,7 @@ int cmd_bench(int argc, char **argv) {
             printf("generation: %.2f GB/s of weights and KV cache\n", got);
         }
     }
-    bw_close(&bwb);
+    duet_membw_free(bwb);
     free(logits);
     free(ids);
     free(tps);

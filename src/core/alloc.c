@@ -7,8 +7,10 @@
  */
 #include "core/internal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static void *default_alloc(void *ud, size_t size, size_t align) {
     (void)ud;
@@ -146,3 +148,27 @@ void duet_arena_reset(duet_arena *a) {
 
 size_t duet_arena_used(const duet_arena *a) { return a->total_used; }
 size_t duet_arena_peak(const duet_arena *a) { return a->peak; }
+
+/* ======================================================================== */
+/* Huge-page memory                                                          */
+/* ======================================================================== */
+
+void *duet_huge_alloc(size_t bytes, duet_huge *h) {
+    const size_t hp = (size_t)2 << 20;
+    h->base = NULL, h->len = 0;
+    if (bytes > SIZE_MAX - 2 * hp) return NULL;
+    const size_t len = (bytes + hp - 1) / hp * hp + hp; /* + room to align */
+    void *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return NULL;
+    unsigned char *p = (unsigned char *)(((uintptr_t)base + hp - 1) & ~(uintptr_t)(hp - 1));
+#ifdef MADV_HUGEPAGE
+    madvise(p, len - (size_t)(p - (unsigned char *)base), MADV_HUGEPAGE);
+#endif
+    h->base = base, h->len = len;
+    return p;
+}
+
+void duet_huge_free(duet_huge *h) {
+    if (h->base) munmap(h->base, h->len);
+    h->base = NULL, h->len = 0;
+}

@@ -96,19 +96,14 @@ int duet_map_set_read(int read) {
     return prev;
 }
 
-/* The file into anonymous memory: 2 MiB aligned so that whole huge pages
- * can back it, MADV_HUGEPAGE (transparent huge pages with the "madvise"
- * setting; harmless where the kernel has none). */
+/* The file into huge-page memory (duet_huge_alloc; map_base / map_len name
+ * the mapping, so duet_unmap_file takes it back). */
 static duet_status read_anon(int fd, const char *path, size_t len, duet_mapped *m) {
-    const size_t hp = (size_t)2 << 20, alen = (len + hp - 1) / hp * hp + hp;
-    unsigned char *base = mmap(NULL, alen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED)
+    duet_huge h;
+    unsigned char *p = duet_huge_alloc(len, &h);
+    if (!p)
         return duet_set_error(DUET_ERR_NOMEM, "%s: no memory to read %zu bytes into (%s)", path, len,
                               strerror(errno));
-    unsigned char *p = (unsigned char *)(((uintptr_t)base + hp - 1) & ~(uintptr_t)(hp - 1));
-#ifdef MADV_HUGEPAGE
-    madvise(p, alen - (size_t)(p - base), MADV_HUGEPAGE);
-#endif
     size_t got = 0;
     while (got < len) {
         const size_t want = len - got > ((size_t)1 << 30) ? (size_t)1 << 30 : len - got;
@@ -116,14 +111,14 @@ static duet_status read_anon(int fd, const char *path, size_t len, duet_mapped *
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
             const int e = r < 0 ? errno : 0;
-            munmap(base, alen);
+            duet_huge_free(&h);
             return duet_set_error(DUET_ERR_IO, "%s: read failed at byte %zu of %zu: %s", path, got, len,
                                   e ? strerror(e) : "the file got shorter");
         }
         got += (size_t)r;
     }
-    m->map_base = base;
-    m->map_len = alen;
+    m->map_base = h.base;
+    m->map_len = h.len;
     m->data = p;
     m->size = len;
     return DUET_OK;
