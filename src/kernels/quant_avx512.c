@@ -24,6 +24,7 @@
  * Q5_0, Q5_1) use the AVX2 kernels through the table's fallback.
  */
 #include "kernels/quant.h"
+#include "kernels/quant_avx512.h"
 #include "kernels/quant_mv.h"
 
 #include <immintrin.h>
@@ -435,13 +436,8 @@ QFN float SFX(dot_q6_k)(int64_t n, const void *vw, const void *vx) {
         const __m512i bs = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)(x + Q8_K_BSUMS)));
         __m512i isum = _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_mullo_epi32(sc, bs), 5));
         for (int h = 0; h < 2; h++) {
-            const __m512i l = _mm512_loadu_si512((const void *)(w + Q6_K_QL + 64 * h));
-            const __m256i qh = _mm256_loadu_si256((const __m256i *)(w + Q6_K_QH + 32 * h));
-            const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
-            const __m512i qa = _mm512_or_si512(_mm512_and_si512(l, m4),
-                                               _mm512_and_si512(_mm512_slli_epi16(hh, 4), m2));
-            const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
-                                               _mm512_and_si512(hh, m2));
+            __m512i qa, qb;
+            q6_k_codes_avx512(w, h, m4, m2, &qa, &qb);
             const uint8_t *xq = x + Q8_K_QS + 128 * h;
             const __m512i pa = DPB(zero, qa, _mm512_loadu_si512((const void *)xq));
             const __m512i pb = DPB(zero, qb, _mm512_loadu_si512((const void *)(xq + 64)));

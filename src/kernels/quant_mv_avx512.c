@@ -10,6 +10,7 @@
  * instead of one for the prefetchers). The summation order differs from
  * the one-row dot's: results agree to rounding, not bit for bit.
  */
+#include "kernels/quant_avx512.h"
 #include "kernels/quant_mv.h"
 
 #include <immintrin.h>
@@ -401,7 +402,7 @@ VNNI void duet_qmv_rows_q4_k_vnni(const duet_qmv *mv, const void *W, int64_t r0,
 }
 
 /* ---- Q6_K x Q8_K ----
- * The unpacking of quant_avx512.c's dot_q6_k: per half of 128 values, qa =
+ * The unpacking of quant_avx512.c's dot_q6_k (q6_k_codes_avx512): per half of 128 values, qa =
  * values 0-63 and qb = values 64-127 as 6-bit codes (u8), i32 lane k of a
  * 64-value product covering values 4k..4k+3, 16-group k / 4. vpmaddubsw
  * forms the 16-bit pair sums (at most 2 * 63 * 128, no saturation) and one
@@ -438,13 +439,8 @@ INL void q6_k_rows_n(const duet_qmv *mv, const uint8_t *w, int R, float *y) {
             __m512i isum = _mm512_castsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5)));
             isum = _mm512_inserti64x4(isum, _mm256_setzero_si256(), 1);
             for (int h = 0; h < 2; h++) {
-                const __m512i l = _mm512_loadu_si512((const void *)(wb + Q6_K_QL + 64 * h));
-                const __m256i qh = _mm256_loadu_si256((const __m256i *)(wb + Q6_K_QH + 32 * h));
-                const __m512i hh = _mm512_inserti64x4(_mm512_castsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
-                const __m512i qa = _mm512_or_si512(_mm512_and_si512(l, m4),
-                                                   _mm512_and_si512(_mm512_slli_epi16(hh, 4), m2));
-                const __m512i qb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
-                                                   _mm512_and_si512(hh, m2));
+                __m512i qa, qb;
+                q6_k_codes_avx512(wb, h, m4, m2, &qa, &qb);
                 isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, h ? x2 : x0),
                                            _mm512_permutexvar_epi32(h ? g2 : g0, sp));
                 isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, h ? x3 : x1),
