@@ -11,10 +11,10 @@
  * token must read — every weight matrix once, and the KV cache up to its
  * position (on average over the tg run) — the bandwidth generation
  * achieved (bytes x tokens/s), and the machine's read bandwidth measured
- * here (duet_membw): a streaming sum over a buffer far larger than the caches, on the
- * same threads, read just before and just after every timed tg run (a
- * shared VM's bandwidth moves from minute to minute: here 20-60 GB/s), so
- * each run is set against the bandwidth of its own minute. The fraction
+ * here (duet_membw): a streaming sum over a buffer far larger than the
+ * caches, on the same threads, read just before and just after every timed
+ * tg run (a shared VM's bandwidth moves from minute to minute: here 20-60
+ * GB/s), so each run is set against the bandwidth of its own minute. The fraction
  * printed is the median over the runs of (bytes x the run's tokens/s) /
  * (the mean of the bandwidth read before and after it).
  *
@@ -24,7 +24,6 @@
 #include "cli/cli.h"
 
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
