@@ -61,7 +61,7 @@ __attribute__((target("avx2"))) static uint64_t sum_avx2(const uint8_t *p, size_
 
 uint64_t duet_read_sum(const void *p, size_t n) {
     typedef uint64_t (*sum_fn)(const uint8_t *, size_t);
-    static _Atomic(sum_fn) fn = NULL;
+    static _Atomic(sum_fn) fn; /* NULL until the first call picks */
     sum_fn f = fn;
     if (!f) {
         f = sum_plain;
