@@ -30,6 +30,7 @@
 #include "duet.h"
 #include "core/internal.h"
 #include "kernels/quant_mv.h"
+#include "kernels/quant_x16.h"
 
 #include <math.h>
 #include <omp.h>
@@ -62,8 +63,10 @@ static void read_pass(const uint8_t *buf, int64_t bytes, int threads) {
     sink += total;
 }
 
+static int64_t group = 4; /* rows per chunk are a multiple of this (16: x16 layout) */
+
 static void rows_pass(const duet_qmv *mv, const uint8_t *W, int64_t M, float *y, int threads) {
-    const int64_t rows = DUET_MAX(4, (chunk_bytes(M * mv->wrb) / mv->wrb) & ~(int64_t)3);
+    const int64_t rows = DUET_MAX(group, (chunk_bytes(M * mv->wrb) / mv->wrb) & ~(group - 1));
     const int64_t nch = (M + rows - 1) / rows;
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int64_t c = 0; c < nch; c++) {
@@ -115,7 +118,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) sizes = argv[++i];
         else {
             fprintf(stderr, "usage: bench_qmv [--threads N] [--reps N] [--types f32,f16,q8_0,q4_0,"
-                            "q4_k,q6_k] [--sizes l2,l3,dram]\n");
+                            "q4_k,q6_k,q4_0x16,q4_Kx16,q6_Kx16] [--sizes l2,l3,dram]\n");
             return 2;
         }
     }
@@ -124,7 +127,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     duet_init();
+    /* the file layouts, then Q4_0 / Q4_K / Q6_K in the 16-row layout
+     * (quant_x16.h; where the CPU has the VNNI kernels) */
     static const duet_qtype T[] = {DUET_QTYPE_F32,  DUET_QTYPE_F16,  DUET_QTYPE_Q8_0,
+                                   DUET_QTYPE_Q4_0, DUET_QTYPE_Q4_K, DUET_QTYPE_Q6_K,
                                    DUET_QTYPE_Q4_0, DUET_QTYPE_Q4_K, DUET_QTYPE_Q6_K};
     /* L2: 256 KiB a thread; L3: 8 MiB in all; DRAM: 1 GiB */
     const char *sname[] = {"l2", "l3", "dram"};
@@ -133,6 +139,7 @@ int main(int argc, char **argv) {
     const int64_t R0 = 64;
     float *wf = malloc(sizeof(float) * R0 * K), *x = malloc(sizeof(float) * K);
     uint8_t *rows0 = malloc((size_t)duet_qtype_row_bytes(DUET_QTYPE_F32, K) * R0);
+    uint8_t *packed = malloc((size_t)duet_qtype_row_bytes(DUET_QTYPE_F32, K) * R0);
     uint8_t *scratch = malloc((size_t)duet_qmv_scratch_bytes(DUET_QTYPE_Q4_0, K) +
                               (size_t)duet_qmv_scratch_bytes(DUET_QTYPE_Q4_K, K) + 4096);
     double *rd = malloc(sizeof(double) * (size_t)(reps + 1)), *rg = malloc(sizeof(double) * (size_t)reps);
@@ -157,17 +164,33 @@ int main(int argc, char **argv) {
         if (sizes && !listed(sizes, sname[si])) continue;
         for (size_t ti = 0; ti < sizeof T / sizeof *T; ti++) {
             const duet_qtype t = T[ti];
-            if (types && !listed(types, duet_qtype_name(t))) continue;
-            const int64_t wrb = duet_qtype_row_bytes(t, K), M = sbytes[si] / wrb;
+            const int x16 = ti >= 6;
+            char name[16];
+            snprintf(name, sizeof name, "%s%s", duet_qtype_name(t), x16 ? "x16" : "");
+            if (types && !listed(types, name)) continue;
+            if (x16 && !duet_x16_ok(t, R0, K)) continue;
+            const int64_t wrb = duet_qtype_row_bytes(t, K);
+            int64_t M = sbytes[si] / wrb;
             if (duet_quantize_row(t, wf, rows0, R0 * K) != DUET_OK) {
                 fprintf(stderr, "bench_qmv: %s: %s\n", duet_qtype_name(t), duet_last_error());
                 return 1;
             }
-            for (int64_t r = 0; r < M; r += R0)
-                memcpy(buf + r * wrb, rows0, (size_t)(DUET_MIN(R0, M - r) * wrb));
             duet_qmv mv;
-            duet_qmv_prepare(&mv, t, K, x, scratch);
-            const int64_t bytes = (M * wrb) & ~(int64_t)255;
+            group = 4;
+            if (x16) { /* 64 rows repacked, repeated: whole groups of 16 */
+                duet_x16_pack(t, rows0, R0, K, packed);
+                const int64_t pr = duet_x16_bytes(t, R0, K) / R0; /* bytes a row */
+                M = (sbytes[si] / pr) & ~(int64_t)15;
+                for (int64_t r = 0; r < M; r += R0)
+                    memcpy(buf + r * pr, packed, (size_t)(DUET_MIN(R0, M - r) * pr));
+                duet_qmv_prepare_x16(&mv, t, K, x, scratch);
+                group = 16;
+            } else {
+                for (int64_t r = 0; r < M; r += R0)
+                    memcpy(buf + r * wrb, rows0, (size_t)(DUET_MIN(R0, M - r) * wrb));
+                duet_qmv_prepare(&mv, t, K, x, scratch);
+            }
+            const int64_t bytes = (M * mv.wrb) & ~(int64_t)255;
             time_rows(&mv, buf, M, y, threads); /* warm-up */
             rd[0] = time_read(buf, bytes, threads);
             for (int r = 0; r < reps; r++) {
@@ -176,12 +199,12 @@ int main(int argc, char **argv) {
                 ra[r] = rg[r] / (0.5 * (rd[r] + rd[r + 1]));
             }
             const double g = median(rg, reps), a = median(ra, reps), b = median(rd, reps + 1);
-            printf("qmv %-5s %-4s %d threads: rows %6.1f GB/s, read %6.1f GB/s, ratio %.2f\n",
-                   duet_qtype_name(t), sname[si], threads, g, b, a);
+            printf("qmv %-8s %-4s %d threads: rows %6.1f GB/s, read %6.1f GB/s, ratio %.2f\n",
+                   name, sname[si], threads, g, b, a);
             fflush(stdout);
         }
     }
-    free(wf), free(x), free(rows0), free(scratch), free(rd), free(rg), free(ra), free(y);
+    free(wf), free(x), free(rows0), free(packed), free(scratch), free(rd), free(rg), free(ra), free(y);
     duet_huge_free(&mem);
     return (int)(sink & 0);
 }

@@ -18,6 +18,7 @@
 
 #include "kernels/quant.h"
 #include "kernels/quant_mv.h"
+#include "kernels/quant_x16.h"
 #include "kernels/kernels.h"
 
 #include <math.h>
@@ -959,6 +960,119 @@ static void test_act_quant(void) {
     free(x), free(want), free(got);
 }
 
+/* The 16-row layout (quant_x16.h), on CPUs with the VNNI kernel set:
+ * repacking and back gives the file bytes exactly, a row's dequantization
+ * from it equals the file row's, and the products (decode matvec, batches
+ * of 2-17 tokens in passes of 1-4) agree with the scalar reference dot of
+ * each row with the same quantized activations (to 1e-5 of the sum of
+ * |terms|: exact integer block sums, float scaling in another order); a
+ * token's result does not depend on the batch it came in, nor on the split
+ * of the rows, nor on the thread count. Weights: quantized signals and
+ * random block bytes (every code and scale bit pattern). */
+static void test_x16(void) {
+    static const duet_qtype TS[] = {DUET_QTYPE_Q4_0, DUET_QTYPE_Q4_K, DUET_QTYPE_Q6_K};
+    static const int64_t Ks32[] = {32, 224, 2048}, KsK[] = {256, 768, 2048};
+    static const int64_t Ns[] = {1, 2, 3, 4, 5, 7, 17};
+    const int64_t M = 48, KMAX = 2048, NMAX = 17;
+    if (!duet_x16_ok(DUET_QTYPE_Q4_K, M, 256)) {
+        T_CHECK(!duet_x16_ok(DUET_QTYPE_Q4_0, M, 32) && !duet_x16_ok(DUET_QTYPE_Q6_K, M, 256),
+                "x16: no VNNI kernel set here, no repacking");
+        return;
+    }
+    T_CHECK(!duet_x16_ok(DUET_QTYPE_Q4_K, 40, 256) && !duet_x16_ok(DUET_QTYPE_Q8_0, 48, 256) &&
+                !duet_x16_ok(DUET_QTYPE_Q4_K, 48, 128),
+            "x16: refuses rows not a multiple of 16, other types, partial blocks");
+    float *wf = malloc(M * KMAX * sizeof(float)), *X = malloc(NMAX * KMAX * sizeof(float));
+    float *wd = malloc(KMAX * sizeof(float)), *wd2 = malloc(KMAX * sizeof(float));
+    float *xd = malloc(KMAX * sizeof(float)), *Y = malloc(NMAX * M * sizeof(float));
+    float *Y1 = malloc(NMAX * M * sizeof(float)), *y = malloc(M * sizeof(float));
+    uint8_t *w = malloc((size_t)M * KMAX + 64), *w2 = malloc((size_t)M * KMAX + 64);
+    uint8_t *P = malloc((size_t)M * KMAX + 64 * M), *xq = malloc((size_t)NMAX * KMAX * 2 + 64);
+    for (int ti = 0; ti < 3; ti++) {
+        const duet_qtype t = TS[ti], dt = duet_qtype_dot_type(t);
+        int round = 1, deq = 1, near = 1, batch_same = 1, rows_same = 1, thr_same = 1;
+        double worst = 0;
+        for (int ki = 0; ki < 3; ki++) {
+            const int64_t K = t == DUET_QTYPE_Q4_0 ? Ks32[ki] : KsK[ki];
+            const int64_t wrb = duet_qtype_row_bytes(t, K), xrb = duet_qtype_row_bytes(dt, K);
+            for (int mode = 0; mode < 2; mode++) {
+                const uint64_t seed = 9100 + 100 * (uint64_t)ti + 10 * (uint64_t)ki + (uint64_t)mode;
+                if (mode == 1) random_blocks(t, w, M * K, seed);
+                else {
+                    signal(wf, M * K, 0, seed);
+                    duet_quantize_row(t, wf, w, M * K);
+                }
+                signal(X, NMAX * K, 0, seed + 3);
+                duet_x16_pack(t, w, M, K, P);
+                memset(w2, 0xA5, (size_t)(M * wrb));
+                duet_x16_unpack(t, P, M, K, w2);
+                round &= memcmp(w, w2, (size_t)(M * wrb)) == 0;
+                for (int64_t r = 0; r < M; r += 7) {
+                    duet_dequantize_row(t, w + r * wrb, wd, K);
+                    duet_x16_dequantize_row(t, P, K, r, wd2);
+                    deq &= memcmp(wd, wd2, (size_t)K * sizeof(float)) == 0;
+                }
+                /* the decode's path: prepared vector, rows in splits of 16 */
+                void *sc = malloc((size_t)duet_qmv_scratch_bytes_x16(t, K));
+                duet_qmv mv;
+                duet_qmv_prepare_x16(&mv, t, K, X, sc);
+                duet_qmv_rows(&mv, P, 0, M, y);
+                for (int64_t a = 0; a < M; a += 16) {
+                    float yy[48];
+                    for (int64_t r = 0; r < M; r++) yy[r] = -1.0f;
+                    if (a > 0) duet_qmv_rows(&mv, P, 0, a, yy);
+                    duet_qmv_rows(&mv, P, a, a + 16, yy);
+                    if (a + 16 < M) duet_qmv_rows(&mv, P, a + 16, M, yy);
+                    rows_same &= memcmp(yy, y, sizeof(float) * (size_t)M) == 0;
+                }
+                free(sc);
+                /* against the scalar reference, row by row */
+                duet_quantize_row(dt, X, xq, K);
+                duet_dequantize_row(dt, xq, xd, K);
+                for (int64_t r = 0; r < M; r++) {
+                    const uint8_t *wr = w + r * wrb;
+                    duet_dequantize_row(t, wr, wd, K);
+                    const double mag = dot_mag(t, wr, wd, xd, K) + 1e-30;
+                    const double e = fabs((double)y[r] - (double)duet_quant_dot_ref(t, K, wr, xq)) / mag;
+                    worst = fmax(worst, e);
+                    near &= e <= 1e-5;
+                }
+                /* batches: every token as it is alone */
+                int ok = 1;
+                for (int64_t n = 0; n < NMAX; n++)
+                    ok &= duet_x16_matmul(t, P, M, K, X + n * K, 1, Y1 + n * M, NULL) == DUET_OK;
+                rows_same &= memcmp(Y1, y, sizeof(float) * (size_t)M) == 0;
+                for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++) {
+                    const int64_t N = Ns[ni];
+                    for (int th = 1; th <= 2; th++) {
+                        omp_set_num_threads(th);
+                        void *s2 = th == 2 ? malloc((size_t)duet_x16_scratch_bytes(t, K, N)) : NULL;
+                        ok &= duet_x16_matmul(t, P, M, K, X, N, Y, s2) == DUET_OK;
+                        free(s2);
+                        const int same = memcmp(Y, Y1, sizeof(float) * (size_t)(N * M)) == 0;
+                        if (th == 1) batch_same &= same;
+                        else thr_same &= same;
+                    }
+                }
+                (void)xrb;
+                batch_same &= ok;
+            }
+        }
+        omp_set_num_threads(2);
+        const char *tn = duet_qtype_name(t);
+        T_CHECK(round, "x16 %s: repack then unpack gives the file bytes", tn);
+        T_CHECK(deq, "x16 %s: a row dequantized from the repacked layout = the file row's", tn);
+        T_CHECK(near, "x16 %s: matvec vs scalar reference dot (worst %.2e of the magnitude)", tn, worst);
+        T_CHECK(rows_same, "x16 %s: decode rows in any 16-row split = matmul N=1, bit for bit", tn);
+        T_CHECK(batch_same, "x16 %s: a token in a batch of 1-17 = alone, bit for bit", tn);
+        T_CHECK(thr_same, "x16 %s: 2 threads and caller scratch = 1 thread, bit for bit", tn);
+    }
+    T_CHECK(duet_x16_matmul(DUET_QTYPE_Q8_0, P, 48, 256, X, 1, Y, NULL) == DUET_ERR_ARG,
+            "x16 matmul refuses a type it does not repack");
+    free(wf), free(X), free(wd), free(wd2), free(xd), free(Y), free(Y1), free(y);
+    free(w), free(w2), free(P), free(xq);
+}
+
 int main(void) {
     duet_init();
     const char *best = duet_kernel_isa();
@@ -976,6 +1090,7 @@ int main(void) {
     test_matmul_gemm();
     test_gemm8_layout();
     test_requantize_q4_k_m();
+    test_x16();
     if (getenv("DUET_QUANT_BENCH")) bench_matvec();
     return t_done();
 }
