@@ -1863,6 +1863,12 @@ typedef struct duet_model_params {
                             * MADV_HUGEPAGE): a copy and the read time up front,
                             * fewer TLB misses while streaming the weights (decode
                             * 4-17% faster on this project's VM, bench/README.md) */
+    int no_repack;         /* 0: on CPUs with AVX-512 VNNI, Q4_0 / Q4_K / Q6_K matrices
+                            * (rows a multiple of 16) are repacked once at open into
+                            * a 16-row interleaved layout their kernels stream 2-2.5x
+                            * faster (memory of their own; the file's pages of them
+                            * are given back); 1: multiply them where they lie in
+                            * the file (zero copy) */
 } duet_model_params;
 void duet_model_params_default(duet_model_params *p);
 
@@ -1875,6 +1881,7 @@ typedef struct duet_model {
     char name[128];        /* general.name, the folder's name, or the file's */
     int weight_type;       /* duet_qtype most of the matrix bytes are in */
     int64_t n_params;      /* parameters (elements) */
+    int64_t repacked;      /* bytes of matrices repacked (duet_model_params.no_repack) */
 } duet_model;
 
 duet_model *duet_model_open(const char *path, const duet_model_params *p);

@@ -22,6 +22,8 @@
  */
 #include "testutil.h"
 
+#include "kernels/quant_x16.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -764,6 +766,22 @@ static void test_cli(void) {
     T_CHECK(rc == 0 && out && strstr(out, "tg8") && strstr(out, "read into memory"),
             "duet bench --no-mmap: rc %d: %s", rc, out ? out : "");
     free(out);
+    {
+        const int vnni = duet_x16_ok(DUET_QTYPE_Q4_K, 16, 256);
+        snprintf(args, sizeof args, "bench --model %s -p 8 -n 8 -r 1 --bandwidth-mib 0",
+                 fixture_path("ld_llama_kq.gguf"));
+        rc = run_duet(args, NULL, &out);
+        T_CHECK(rc == 0 && out && strstr(out, "tg8") && !strstr(out, "repacked") == !vnni,
+                "duet bench says what it repacked (%s): rc %d: %s", vnni ? "VNNI" : "no VNNI", rc,
+                out ? out : "");
+        free(out);
+        snprintf(args, sizeof args, "bench --model %s -p 8 -n 8 -r 1 --bandwidth-mib 0 --no-repack",
+                 fixture_path("ld_llama_kq.gguf"));
+        rc = run_duet(args, NULL, &out);
+        T_CHECK(rc == 0 && out && strstr(out, "tg8") && !strstr(out, "repacked"),
+                "duet bench --no-repack: rc %d: %s", rc, out ? out : "");
+        free(out);
+    }
     snprintf(args, sizeof args, "bench --model %s -p 8 -n 8 -r 1 --bandwidth-mib 3",
              fixture_path("ld_llama_mix.gguf"));
     rc = run_duet(args, NULL, &out);
@@ -862,6 +880,59 @@ static void test_no_mmap(void) {
     duet_model_free(m);
 }
 
+/* ==== repacked matrices (duet_model_params.no_repack) ===================== */
+
+/* Q4_0 / Q4_K / Q6_K matrices are repacked at open where the CPU has the
+ * VNNI kernels (kernels/quant_x16.h); the reference tests above run that
+ * way. Here: the same model with no_repack gives the same logits to
+ * rounding (integer block sums are exact in both; the float scaling runs in
+ * another order), for a batch (the prompt's GEMM) and token by token (the
+ * decode), mapped and read into memory. */
+static void test_repack(void) {
+    static const char *files[] = {"ld_llama_mix.gguf", "ld_llama_kq.gguf"};
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+        for (int nm = 0; nm < 2; nm++) {
+            duet_model_params mp;
+            duet_model_params_default(&mp);
+            mp.no_mmap = nm;
+            duet_model *a = duet_model_open(fixture_path(files[f]), &mp);
+            mp.no_repack = 1;
+            duet_model *b = duet_model_open(fixture_path(files[f]), &mp);
+            T_CHECK(a && b, "%s: opens with and without repacking (%s)", files[f],
+                    a && b ? "ok" : duet_last_error());
+            if (!a || !b) {
+                duet_model_free(a);
+                duet_model_free(b);
+                continue;
+            }
+            const int vnni = duet_x16_ok(DUET_QTYPE_Q4_K, 16, 256);
+            T_CHECK(b->repacked == 0 && (vnni ? a->repacked > 0 : a->repacked == 0),
+                    "%s%s: %lld bytes repacked (%s), none with no_repack", files[f],
+                    nm ? " read" : "", (long long)a->repacked, vnni ? "VNNI" : "no VNNI here");
+            const int64_t V = duet_tf_config(a->tf)->vocab;
+            float *la = malloc(sizeof(float) * (size_t)V), *lb = malloc(sizeof(float) * (size_t)V);
+            const int32_t ids[5] = {1, 2, 3, 1, 4};
+            double worst = 0;
+            int ok = la && lb;
+            for (int step = 0; step < 3 && ok; step++) { /* a batch of 4, then 1 token twice */
+                const int32_t *in = step == 0 ? ids : ids + 3 + step;
+                const int64_t n = step == 0 ? 4 : 1;
+                ok = duet_tf_feed(a->tf, in, n, la, 0) == DUET_OK &&
+                     duet_tf_feed(b->tf, in, n, lb, 0) == DUET_OK;
+                double mx = 0;
+                for (int64_t i = 0; i < V && ok; i++) mx = fmax(mx, fabs((double)lb[i]));
+                for (int64_t i = 0; i < V && ok; i++)
+                    worst = fmax(worst, fabs((double)la[i] - (double)lb[i]) / (mx + 1e-30));
+            }
+            T_CHECK(ok && worst <= 1e-4, "%s%s: repacked logits = file layout's to %.1e of the "
+                    "largest (batch and decode)", files[f], nm ? " read" : "", worst);
+            free(la), free(lb);
+            duet_model_free(a);
+            duet_model_free(b);
+        }
+    }
+}
+
 int main(void) {
     duet_init();
     FX = t_fix_load("ld_expect.bin");
@@ -874,6 +945,7 @@ int main(void) {
     test_cli();
     test_refusals();
     test_no_mmap();
+    test_repack();
     t_fix_free(FX);
     return t_done();
 }

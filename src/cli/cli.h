@@ -88,11 +88,15 @@ int cmd_quantize(int argc, char **argv);     /* cmd_convert.c: GGUF -> GGUF */
  * reads, with a tokenizer when need_tokenizer (llama2.c: `tokenizer`, else
  * the tokenizer.bin beside it), context ctx (0 = the model's) and sampling
  * precision ("auto": f16 for duet's own f32 checkpoints, the stored types
- * otherwise; or f32, f16, bf16, q8_0); no_mmap: read the weights into memory
- * instead of mapping them (duet_model_params.no_mmap). Returns 0 with *out
- * set, or prints the error and returns an exit code. */
+ * otherwise; or f32, f16, bf16, q8_0); load: CLI_NO_MMAP (read the weights
+ * into memory instead of mapping them, duet_model_params.no_mmap) and
+ * CLI_NO_REPACK (keep quantized matrices in the file's layout,
+ * duet_model_params.no_repack). Returns 0 with *out set, or prints the
+ * error and returns an exit code. */
+#define CLI_NO_MMAP 1
+#define CLI_NO_REPACK 2
 int cli_open_model(const char *cmd, const char *path, const char *tokenizer, int64_t ctx,
-                   const char *precision, int need_tokenizer, int no_mmap, duet_model **out);
+                   const char *precision, int need_tokenizer, int load, duet_model **out);
 /* --cache-type NAME ("f32" or "f16") on an opened model: 0, or prints the
  * error and returns EXIT_USAGE. */
 int cli_set_cache_type(const char *cmd, duet_model *m, const char *name);

@@ -59,8 +59,8 @@ int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
     const char *model_path = NULL, *precision = "auto", *cache_type = "f32";
     int64_t np = 128, ng = 256, reps = 3, bw_mib = 1024;
-    int no_mmap = 0;
-    enum { O_MODEL, O_P, O_N, O_REPS, O_PREC, O_BW, O_CACHE, O_NOMMAP, O_COUNT };
+    int no_mmap = 0, no_repack = 0;
+    enum { O_MODEL, O_P, O_N, O_REPS, O_PREC, O_BW, O_CACHE, O_NOMMAP, O_NOREPACK, O_COUNT };
     cli_opt opts[O_COUNT] = {
         [O_MODEL] = {"model", 'm', OPT_STR, &model_path, "a .gguf, llama2.c .bin, Hugging Face folder or duet model (required)", 0},
         [O_P] = {"prompt", 'p', OPT_I64, &np, "prompt tokens fed as one batch (128; 0 = skip)", 0},
@@ -70,6 +70,7 @@ int cmd_bench(int argc, char **argv) {
         [O_BW] = {"bandwidth-mib", 0, OPT_I64, &bw_mib, "buffer for the bandwidth test in MiB (1024; 0 = skip)", 0},
         [O_CACHE] = {"cache-type", 0, OPT_STR, &cache_type, "KV cache: f32 or f16 (f32)", 0},
         [O_NOMMAP] = {"no-mmap", 0, OPT_FLAG, &no_mmap, "read the weights into memory (huge pages where the kernel gives them) instead of mapping the file: faster decode, a copy up front", 0},
+        [O_NOREPACK] = {"no-repack", 0, OPT_FLAG, &no_repack, "keep Q4_0 / Q4_K / Q6_K matrices in the file's layout (zero copy) instead of repacking them at load for the AVX-512 VNNI kernels", 0},
     };
     int npos = 0;
     int rc = cli_parse(cmd, "--model MODEL [-p 128] [-n 256] [--threads N]\n\n"
@@ -88,7 +89,8 @@ int cmd_bench(int argc, char **argv) {
         return EXIT_USAGE;
     }
     duet_model *m = NULL;
-    rc = cli_open_model(cmd, model_path, NULL, MAX64(np, ng + 1), precision, 0, no_mmap, &m);
+    rc = cli_open_model(cmd, model_path, NULL, MAX64(np, ng + 1), precision, 0,
+                        (no_mmap ? CLI_NO_MMAP : 0) | (no_repack ? CLI_NO_REPACK : 0), &m);
     if (rc) return rc;
     if ((rc = cli_set_cache_type(cmd, m, cache_type)) != 0) {
         duet_model_free(m);
@@ -167,8 +169,14 @@ int cmd_bench(int argc, char **argv) {
                (double)m->n_params / 1e6, duet_kernel_isa(), threads, tname, cell);
         fflush(stdout);
     }
-    printf("\nweights streamed per token: %s (%s, %s; %s)\n", size, m->format, m->name,
-           no_mmap ? "read into memory" : "mapped");
+    char rep[48] = "";
+    if (m->repacked > 0) {
+        char rb[24];
+        human_bytes((double)m->repacked, rb, sizeof rb);
+        snprintf(rep, sizeof rep, "; %s repacked for VNNI", rb);
+    }
+    printf("\nweights streamed per token: %s (%s, %s; %s%s)\n", size, m->format, m->name,
+           no_mmap ? "read into memory" : "mapped", rep);
     if (ng > 0) {
         /* token i of the tg run (i = 1..ng) attends over positions 0..i:
          * K and V rows of every layer, from the cache */

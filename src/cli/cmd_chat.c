@@ -63,9 +63,9 @@ int cmd_chat(int argc, char **argv) {
     const char *tok_path = NULL, *cache_type = "f32";
     int64_t ntok = 512, top_k = 40, seed = -1, ctx = 0;
     float temperature = 0.7f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f;
-    int quiet = 0, no_mmap = 0;
+    int quiet = 0, no_mmap = 0, no_repack = 0;
     enum { O_MODEL, O_SYS, O_TPL, O_N, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_SEED, O_CTX,
-           O_PREC, O_TOKZ, O_QUIET, O_CACHE, O_NOMMAP, O_COUNT };
+           O_PREC, O_TOKZ, O_QUIET, O_CACHE, O_NOMMAP, O_NOREPACK, O_COUNT };
     cli_opt opts[O_COUNT] = {
         [O_MODEL] = {"model", 'm', OPT_STR, &model_path, "a .gguf, a Hugging Face folder, a llama2.c .bin or a duet model (required)", 0},
         [O_SYS] = {"system", 0, OPT_STR, &system, "system prompt", 0},
@@ -83,6 +83,7 @@ int cmd_chat(int argc, char **argv) {
         [O_QUIET] = {"quiet", 'q', OPT_FLAG, &quiet, "no prompts and statistics on stderr", 0},
         [O_CACHE] = {"cache-type", 0, OPT_STR, &cache_type, "KV cache: f32 or f16 (f32)", 0},
         [O_NOMMAP] = {"no-mmap", 0, OPT_FLAG, &no_mmap, "read the weights into memory (huge pages where the kernel gives them) instead of mapping the file: faster decode, a copy up front", 0},
+        [O_NOREPACK] = {"no-repack", 0, OPT_FLAG, &no_repack, "keep Q4_0 / Q4_K / Q6_K matrices in the file's layout (zero copy) instead of repacking them at load for the AVX-512 VNNI kernels", 0},
     };
     int npos = 0;
     int rc = cli_parse(cmd, "--model MODEL [options]\n\nChats with a model: one line of stdin per message "
@@ -98,7 +99,8 @@ int cmd_chat(int argc, char **argv) {
     }
     if (seed < 0) seed = (int64_t)((uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16)) & 0x7fffffff;
     duet_model *m = NULL;
-    rc = cli_open_model(cmd, model_path, tok_path, ctx, precision, 1, no_mmap, &m);
+    rc = cli_open_model(cmd, model_path, tok_path, ctx, precision, 1,
+                        (no_mmap ? CLI_NO_MMAP : 0) | (no_repack ? CLI_NO_REPACK : 0), &m);
     if (rc) return rc;
     if ((rc = cli_set_cache_type(cmd, m, cache_type)) != 0) {
         duet_model_free(m);

@@ -55,7 +55,7 @@ int cmd_convert(int argc, char **argv) {
     const int qt = parse_type(cmd, type);
     if (qt < 0) return EXIT_USAGE;
     duet_model *m = NULL;
-    rc = cli_open_model(cmd, pos[0], NULL, 0, "f32", 0, 0, &m);
+    rc = cli_open_model(cmd, pos[0], NULL, 0, "f32", 0, CLI_NO_REPACK, &m);
     if (rc) return rc;
     if (strcmp(m->format, "duet") != 0) {
         cli_error(cmd, "%s is a %s model; convert reads duet's own checkpoints (for a GGUF use "

@@ -35,7 +35,7 @@
 #define DEFAULT_MODEL "storyteller.safetensors"
 
 int cli_open_model(const char *cmd, const char *path, const char *tokenizer, int64_t ctx,
-                   const char *precision, int need_tokenizer, int no_mmap, duet_model **out) {
+                   const char *precision, int need_tokenizer, int load, duet_model **out) {
     *out = NULL;
     int qtype = -1; /* auto */
     if (precision && strcmp(precision, "auto") != 0) {
@@ -58,7 +58,8 @@ int cli_open_model(const char *cmd, const char *path, const char *tokenizer, int
     duet_model_params_default(&mp);
     mp.ctx = ctx;
     mp.tokenizer = tokenizer;
-    mp.no_mmap = no_mmap;
+    mp.no_mmap = (load & CLI_NO_MMAP) != 0;
+    mp.no_repack = (load & CLI_NO_REPACK) != 0;
     duet_model *m = duet_model_open(path, &mp);
     if (!m) {
         cli_error(cmd, "%s", duet_last_error());
@@ -131,9 +132,9 @@ int cmd_text(int argc, char **argv) {
     const char *tok_path = NULL, *cache_type = "f32";
     int64_t ntok = 200, top_k = 0, seed = -1, repeat_last_n = 64, ctx = 0;
     float temperature = 0.8f, top_p = 0.95f, min_p = 0.0f, repeat_penalty = 1.0f;
-    int show_probs = 0, no_mmap = 0;
+    int show_probs = 0, no_mmap = 0, no_repack = 0;
     enum { O_MODEL, O_PROMPT, O_N, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REP, O_REPN, O_SEED,
-           O_STOP, O_SHOW, O_PREC, O_TOKZ, O_CTX, O_CACHE, O_NOMMAP, O_COUNT };
+           O_STOP, O_SHOW, O_PREC, O_TOKZ, O_CTX, O_CACHE, O_NOMMAP, O_NOREPACK, O_COUNT };
     cli_opt opts[O_COUNT] = {
         [O_MODEL] = {"model", 'm', OPT_STR, &model_path, "a storyteller .safetensors, a .gguf, a llama2.c .bin or a Hugging Face folder (default: models/" DEFAULT_MODEL ")", 0},
         [O_PROMPT] = {"prompt", 'p', OPT_STR, &prompt_opt, "text to start from (or the first argument)", 0},
@@ -152,6 +153,7 @@ int cmd_text(int argc, char **argv) {
         [O_CTX] = {"ctx", 0, OPT_I64, &ctx, "context length (0 = the model's, at most 4096 for other programs' files)", 0},
         [O_CACHE] = {"cache-type", 0, OPT_STR, &cache_type, "KV cache: f32 or f16 (half the memory; f32)", 0},
         [O_NOMMAP] = {"no-mmap", 0, OPT_FLAG, &no_mmap, "read the weights into memory (huge pages where the kernel gives them) instead of mapping the file: faster decode, a copy up front", 0},
+        [O_NOREPACK] = {"no-repack", 0, OPT_FLAG, &no_repack, "keep Q4_0 / Q4_K / Q6_K matrices in the file's layout (zero copy) instead of repacking them at load for the AVX-512 VNNI kernels", 0},
     };
     const char *pos[1] = {NULL};
     int npos = 0;
@@ -199,7 +201,8 @@ int cmd_text(int argc, char **argv) {
         }
     }
     duet_model *model = NULL;
-    rc = cli_open_model(cmd, model_path, tok_path, ctx, precision, 1, no_mmap, &model);
+    rc = cli_open_model(cmd, model_path, tok_path, ctx, precision, 1,
+                        (no_mmap ? CLI_NO_MMAP : 0) | (no_repack ? CLI_NO_REPACK : 0), &model);
     if (rc) return rc;
     if ((rc = cli_set_cache_type(cmd, model, cache_type)) != 0) {
         duet_model_free(model);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 static void *default_alloc(void *ud, size_t size, size_t align) {
     (void)ud;
@@ -166,6 +167,12 @@ void *duet_huge_alloc(size_t bytes, duet_huge *h) {
 #endif
     h->base = base, h->len = len;
     return p;
+}
+
+void duet_pages_release(const void *p, size_t n) {
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 void duet_huge_free(duet_huge *h) {

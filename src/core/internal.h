@@ -35,6 +35,12 @@ typedef struct duet_huge {
 void *duet_huge_alloc(size_t bytes, duet_huge *h);
 void duet_huge_free(duet_huge *h);
 
+/* Gives back the whole pages inside [p, p + n) of memory that will not be
+ * read again (madvise MADV_DONTNEED): a mapped file's pages leave the
+ * process (a later read would fetch them again), anonymous ones are freed
+ * (a later read would see zeros). A hint: errors are ignored. */
+void duet_pages_release(const void *p, size_t n);
+
 /* The wrapping sum of n bytes read as 64-bit words (n a multiple of 256),
  * with the widest loads the CPU has (AVX-512, AVX2, else plain): the read
  * of duet_membw_read and bench/bench_qmv (kernels/memread.c). */

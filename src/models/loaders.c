@@ -840,6 +840,8 @@ static duet_model *model_open(const char *path, const duet_model_params *mp) {
         }
     }
     if (st != DUET_OK) goto fail;
+    if (!(mp && mp->no_repack)) tf_repack(m->tf);
+    m->repacked = tf_repacked_bytes(m->tf);
     m->n_params = duet_tf_numel(m->tf);
     m->weight_type = tf_main_weight_type(m->tf);
     if (!m->name[0]) {

@@ -32,6 +32,7 @@
 #include "kernels/act.h"
 #include "kernels/kernels.h"
 #include "kernels/quant_mv.h"
+#include "kernels/quant_x16.h"
 #include "models/tf_model.h"
 
 #include <math.h>
@@ -65,6 +66,7 @@ typedef struct tf_decoder {
 typedef struct mv_job {
     const void *W;
     duet_qtype t;
+    int x16;            /* W in the 16-row layout (kernels/quant_x16.h) */
     int64_t M, K;
     float *y;
     const float *bias;
@@ -139,6 +141,11 @@ static tf_decoder *dec_alloc(duet_tf *m) {
     int64_t slot = 0;
     for (int t = 0; t < DUET_QTYPE_COUNT; t++)
         if (duet_qtype_supported(t)) slot = DUET_MAX(slot, duet_qmv_scratch_bytes((duet_qtype)t, KM));
+    if (m->rep) { /* or for the repacked types' kernels (widths rounded up to their blocks) */
+        slot = DUET_MAX(slot, duet_qmv_scratch_bytes_x16(DUET_QTYPE_Q4_0, (KM + 31) & ~(int64_t)31));
+        slot = DUET_MAX(slot, duet_qmv_scratch_bytes_x16(DUET_QTYPE_Q4_K, (KM + 255) & ~(int64_t)255));
+        slot = DUET_MAX(slot, duet_qmv_scratch_bytes_x16(DUET_QTYPE_Q6_K, (KM + 255) & ~(int64_t)255));
+    }
     d->qslot = (slot + 127) & ~(int64_t)63;
     if (!d->buf) {
         duet_free(d);
@@ -157,9 +164,10 @@ static tf_decoder *dec_alloc(duet_tf *m) {
  * else the f32 parameter itself. */
 static mv_job job(const duet_tf *m, const duet_tensor *w, const duet_tensor *b, float *y) {
     const int64_t i = w - m->tensors;
-    mv_job j = {m->wptr[i], (duet_qtype)m->wtype[i], w->shape[0], w->shape[1], y,
+    mv_job j = {m->wptr[i], (duet_qtype)m->wtype[i], 0, w->shape[0], w->shape[1], y,
                 b ? (const float *)b->data : NULL};
     if (!j.W) j.W = w->data, j.t = DUET_QTYPE_F32;
+    else if (m->rep && m->rep[i] && j.W == m->nat_ptr[i]) j.W = m->rep[i], j.x16 = 1;
     return j;
 }
 
@@ -182,7 +190,7 @@ static void share(const mv_job *jobs, int nj, int *slot) {
     for (int j = 0; j < nj; j++) {
         slot[j] = j;
         for (int i = 0; i < j; i++)
-            if (jobs[i].t == jobs[j].t && jobs[i].K == jobs[j].K) {
+            if (jobs[i].t == jobs[j].t && jobs[i].K == jobs[j].K && jobs[i].x16 == jobs[j].x16) {
                 slot[j] = slot[i];
                 break;
             }
@@ -193,7 +201,9 @@ static void share(const mv_job *jobs, int nj, int *slot) {
 static void prepare(const tf_decoder *d, dec_thread *th, const mv_job *jobs, int nj,
                     const float *x, const int *slot) {
     for (int j = 0; j < nj; j++)
-        if (slot[j] == j)
+        if (slot[j] == j && jobs[j].x16)
+            duet_qmv_prepare_x16(&th->mv[j], jobs[j].t, jobs[j].K, x, th->qs + j * d->qslot);
+        else if (slot[j] == j)
             duet_qmv_prepare(&th->mv[j], jobs[j].t, jobs[j].K, x, th->qs + j * d->qslot);
 }
 
@@ -212,7 +222,8 @@ static void run_jobs(const dec_thread *th, const mv_job *jobs, int nj, const int
     for (int j = 0; j < nj; j++) bytes += jobs[j].M * th->mv[slot[j]].wrb;
     const int64_t cb = DUET_MAX((int64_t)16384, DUET_MIN((int64_t)1048576, bytes / 8));
     for (int j = 0; j < nj; j++) {
-        rows[j] = DUET_MAX(4, (cb / th->mv[slot[j]].wrb) & ~(int64_t)3);
+        const int64_t grp = jobs[j].x16 ? 16 : 4; /* the kernels' row groups */
+        rows[j] = DUET_MAX(grp, (cb / th->mv[slot[j]].wrb) & ~(grp - 1));
         nch[j] = (jobs[j].M + rows[j] - 1) / rows[j];
         total += nch[j];
     }

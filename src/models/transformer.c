@@ -39,6 +39,7 @@
  * the training loop in src/cli.
  */
 #include "core/internal.h"
+#include "kernels/quant_x16.h"
 #include "models/tf_internal.h"
 #include "models/tf_model.h"
 #include "nn/nn.h"
@@ -321,6 +322,8 @@ void duet_tf_free(duet_tf *m) {
     duet_free(m->wtype);
     duet_free(m->nat_ptr);
     duet_free(m->nat_type);
+    duet_free(m->rep);
+    duet_huge_free(&m->rep_mem);
     duet_free(m->rope_freqs);
     if (m->copies)
         for (int i = 0; i < m->nt; i++) duet_free(m->copies[i]);
@@ -367,14 +370,17 @@ static duet_tensor *tf_linear(duet_tf *m, duet_graph *g, duet_tensor *x, duet_te
     if (!sampling || !m->wptr[idx]) return duet_nn_linear(g, x, w, b);
     const duet_qtype qt = (duet_qtype)m->wtype[idx];
     const int64_t OC = w->shape[0], C = w->shape[1], N = duet_tensor_numel(x) / C;
+    const void *rep = m->rep && m->wptr[idx] == m->nat_ptr[idx] ? m->rep[idx] : NULL;
     int64_t shape[DUET_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
     shape[x->ndim - 1] = OC;
     duet_tensor *out = nn_out(g, x->ndim, shape);
-    void *scratch = duet_graph_alloc(g, (size_t)duet_quant_scratch_bytes(qt, C, N) + 64);
+    const int64_t sb = rep ? duet_x16_scratch_bytes(qt, C, N) : duet_quant_scratch_bytes(qt, C, N);
+    void *scratch = duet_graph_alloc(g, (size_t)sb + 64);
     if (!out || !scratch) return NULL;
-    if (duet_quant_matmul(qt, m->wptr[idx], OC, C, x->data, N, out->data, scratch) != DUET_OK)
-        return nn_fail(g, DUET_ERR_INTERNAL, "%s", duet_last_error());
+    const duet_status st = rep ? duet_x16_matmul(qt, rep, OC, C, x->data, N, out->data, scratch)
+                               : duet_quant_matmul(qt, m->wptr[idx], OC, C, x->data, N, out->data, scratch);
+    if (st != DUET_OK) return nn_fail(g, DUET_ERR_INTERNAL, "%s", duet_last_error());
     if (b) {
         float *o = out->data;
         const float *bias = b->data;
@@ -626,13 +632,61 @@ duet_status duet_tf_set_sample_type(duet_tf *m, int qtype) {
     return DUET_OK;
 }
 
+void tf_repack(duet_tf *m) {
+    if (m->rep) return;
+    const char *e = getenv("DUET_REPACK");
+    if (e && strcmp(e, "0") == 0) return;
+    int64_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        uint8_t *dst = NULL;
+        if (pass == 1) {
+            if (total == 0) return;
+            m->rep = duet_calloc((size_t)m->nt, sizeof *m->rep);
+            dst = m->rep ? duet_huge_alloc((size_t)total, &m->rep_mem) : NULL;
+            if (!dst) { /* keep the file layout */
+                duet_free(m->rep);
+                m->rep = NULL;
+                return;
+            }
+        }
+        int64_t off = 0;
+        for (int i = 0; i < m->nt; i++) {
+            const duet_tensor *t = m->list[i];
+            const duet_qtype qt = (duet_qtype)m->nat_type[i];
+            /* not the token table of a tied model: lookups read its file rows */
+            if (!tf_is_linear_weight(m, t) || !m->nat_ptr[i] || t == m->tok_emb ||
+                !duet_x16_ok(qt, t->shape[0], t->shape[1]))
+                continue;
+            const int64_t M = t->shape[0], K = t->shape[1];
+            if (pass == 1) {
+                duet_x16_pack(qt, m->nat_ptr[i], M, K, dst + off);
+                m->rep[i] = dst + off;
+                duet_pages_release(m->nat_ptr[i], (size_t)(M * duet_qtype_row_bytes(qt, K)));
+            }
+            off += (duet_x16_bytes(qt, M, K) + 63) & ~(int64_t)63;
+        }
+        total = off;
+    }
+}
+
 int64_t duet_tf_weight_bytes(const duet_tf *m) {
     int64_t total = 0;
     for (int i = 0; i < m->nt; i++) {
         const duet_tensor *t = m->list[i];
         if (!tf_is_linear_weight(m, t)) continue;
-        total += duet_qtype_row_bytes(m->wtype[i], t->shape[1]) * t->shape[0];
+        if (m->rep && m->rep[i] && m->wptr[i] == m->nat_ptr[i]) /* what is streamed */
+            total += duet_x16_bytes((duet_qtype)m->wtype[i], t->shape[0], t->shape[1]);
+        else
+            total += duet_qtype_row_bytes(m->wtype[i], t->shape[1]) * t->shape[0];
     }
+    return total;
+}
+
+int64_t tf_repacked_bytes(const duet_tf *m) {
+    int64_t total = 0;
+    for (int i = 0; m->rep && i < m->nt; i++)
+        if (m->rep[i])
+            total += duet_x16_bytes((duet_qtype)m->nat_type[i], m->list[i]->shape[0], m->list[i]->shape[1]);
     return total;
 }
 
