@@ -915,7 +915,7 @@ static void test_repack(void) {
             double worst = 0;
             int ok = la && lb;
             for (int step = 0; step < 3 && ok; step++) { /* a batch of 4, then 1 token twice */
-                const int32_t *in = step == 0 ? ids : ids + 3 + step;
+                const int32_t *in = step == 0 ? ids : ids + 2 + step;
                 const int64_t n = step == 0 ? 4 : 1;
                 ok = duet_tf_feed(a->tf, in, n, la, 0) == DUET_OK &&
                      duet_tf_feed(b->tf, in, n, lb, 0) == DUET_OK;
