@@ -853,6 +853,9 @@ static duet_status tf_run_chunk(duet_tf *m, int64_t n, float *logits, int64_t ro
     if (!lg) return duet_graph_status(g);
     memcpy(logits, lg->data, (size_t)(rows * V) * sizeof(float));
     m->pos += n;
+    /* rewound now as well: where this pass grew the arena, the merged block
+     * is made (and its pages faulted in) here rather than inside the next */
+    duet_graph_reset(g);
     return DUET_OK;
 }
 
