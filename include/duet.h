@@ -1864,7 +1864,7 @@ typedef struct duet_model_params {
                             * fewer TLB misses while streaming the weights (decode
                             * 4-17% faster on this project's VM, bench/README.md) */
     int no_repack;         /* 0: on CPUs with AVX-512 VNNI, Q4_0 / Q4_K / Q6_K matrices
-                            * (rows a multiple of 16; not a tied token table) are
+                            * (rows a multiple of 16; a tied token table too) are
                             * repacked once at open into a 16-row interleaved
                             * layout whose kernels run 1.6-2.7x faster from cache
                             * and give the prompt an integer GEMM (memory of their

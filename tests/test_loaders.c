@@ -931,6 +931,57 @@ static void test_repack(void) {
             duet_model_free(b);
         }
     }
+    /* a tied model (the token table is the output matrix) in Q4_0, vocab a
+     * multiple of 16: the table is repacked with the rest, and its lookups
+     * read the repacked rows — read into memory, whose file pages of the
+     * repacked matrices are given back (the table's 147 KB: zeros if they
+     * were read) */
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/duet_test_tied_%d.gguf", (int)getpid());
+    duet_tf_params p;
+    duet_tf_params_default(&p, DUET_TF_ARCH_LLAMA);
+    p.vocab = 4096, p.dim = 64, p.hidden = 128, p.layers = 2, p.heads = 4, p.kv_heads = 2;
+    p.ctx = 16, p.tied = 1;
+    duet_tf *tf = duet_tf_new(&p, 11);
+    T_CHECK(tf && duet_tf_save_gguf(tf, NULL, path, DUET_QTYPE_Q4_0, "tied") == DUET_OK,
+            "tied Q4_0 GGUF written: %s", duet_last_error());
+    duet_tf_free(tf);
+    duet_model_params mp;
+    duet_model_params_default(&mp);
+    mp.no_mmap = 1;
+    duet_model *a = duet_model_open(path, &mp);
+    mp.no_repack = 1;
+    duet_model *b = duet_model_open(path, &mp);
+    if (a && b) {
+        /* every matrix: q, k, v, o, gate, up, down per layer, and the table */
+        const int64_t KV = p.kv_heads * (p.dim / p.heads);
+        const int64_t per = 2 * p.dim * p.dim + 2 * KV * p.dim + 3 * p.hidden * p.dim;
+        const int64_t want = duet_x16_ok(DUET_QTYPE_Q4_0, 16, 32)
+                                 ? (p.layers * per + p.vocab * p.dim) / QK * Q4_0_BYTES : 0;
+        T_CHECK(a->repacked == want, "tied Q4_0: %lld bytes repacked, want %lld (the token "
+                "table included)", (long long)a->repacked, (long long)want);
+        static float la[4096], lb[4096];
+        const int32_t ids[6] = {1, 700, 3000, 4095, 2, 9};
+        double worst = 0;
+        int ok = 1;
+        for (int step = 0; step < 3 && ok; step++) {
+            const int32_t *in = step == 0 ? ids : ids + 3 + step;
+            const int64_t n = step == 0 ? 4 : 1;
+            ok = duet_tf_feed(a->tf, in, n, la, 0) == DUET_OK &&
+                 duet_tf_feed(b->tf, in, n, lb, 0) == DUET_OK;
+            double mx = 0;
+            for (int i = 0; i < 4096 && ok; i++) mx = fmax(mx, fabs((double)lb[i]));
+            for (int i = 0; i < 4096 && ok; i++)
+                worst = fmax(worst, fabs((double)la[i] - (double)lb[i]) / (mx + 1e-30));
+        }
+        T_CHECK(ok && worst <= 1e-4, "tied Q4_0 read into memory: repacked logits = file "
+                "layout's to %.1e of the largest (batch and decode)", worst);
+    } else {
+        T_CHECK(0, "tied Q4_0 GGUF opens: %s", duet_last_error());
+    }
+    duet_model_free(a);
+    duet_model_free(b);
+    unlink(path);
 }
 
 int main(void) {

@@ -334,19 +334,13 @@ int tf_decode_one(duet_tf *m, int32_t id, float *logits, duet_status *st) {
         {
             const int64_t ti = m->tok_emb - m->tensors;
             if (m->nat_ptr[ti])
-                duet_dequantize_row((duet_qtype)m->nat_type[ti],
-                                    (const uint8_t *)m->nat_ptr[ti] +
-                                        id * duet_qtype_row_bytes(m->nat_type[ti], C),
-                                    th->x, C);
+                tf_table_row(m, ti, id, th->x);
             else
                 memcpy(th->x, (const float *)m->tok_emb->data + id * C, (size_t)C * sizeof(float));
             if (gpt2) {
                 const int64_t pi = m->pos_emb - m->tensors;
                 if (m->nat_ptr[pi]) {
-                    duet_dequantize_row((duet_qtype)m->nat_type[pi],
-                                        (const uint8_t *)m->nat_ptr[pi] +
-                                            pos * duet_qtype_row_bytes(m->nat_type[pi], C),
-                                        th->h, C);
+                    tf_table_row(m, pi, pos, th->h);
                     add_row(th->x, th->h, C);
                 } else {
                     add_row(th->x, (const float *)m->pos_emb->data + pos * C, C);

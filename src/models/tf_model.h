@@ -94,6 +94,11 @@ struct duet_tf {
 void tf_rope_scaled_rows(const duet_tf *m, float *y, const float *in, int64_t BT, int64_t T,
                          int64_t NH, int64_t pos0, float *cs);
 
+/* Row `row` of table tensor i (token or position embeddings) that the
+ * model holds natively, as C floats: from the repacked copy where the table
+ * is also the (tied) output matrix and was repacked (transformer.c). */
+void tf_table_row(const duet_tf *m, int64_t i, int64_t row, float *out);
+
 /* Single-token decode (tf_decode.c): the whole token in one parallel
  * region. Allocates its workspace on first use; returns 1 when it ran,
  * 0 when this model or position must take the graph path. */

@@ -397,15 +397,20 @@ static duet_tensor *tf_embed(duet_tf *m, duet_graph *g, duet_tensor *ids, duet_t
     const int64_t idx = table_t - m->tensors;
     if (!ids || !m->nat_ptr[idx]) return duet_nn_embedding(g, ids, table_t);
     const int64_t C = m->p.dim, N = duet_tensor_numel(ids);
-    const int qt = m->nat_type[idx];
-    const int64_t rb = duet_qtype_row_bytes(qt, C);
     duet_tensor *out = nn_out(g, 3, (int64_t[]){ids->shape[0], ids->shape[1], C});
     if (!out) return NULL;
     const int32_t *id = ids->data;
-    const uint8_t *table = m->nat_ptr[idx];
-    for (int64_t i = 0; i < N; i++)
-        duet_dequantize_row((duet_qtype)qt, table + id[i] * rb, (float *)out->data + i * C, C);
+    for (int64_t i = 0; i < N; i++) tf_table_row(m, idx, id[i], (float *)out->data + i * C);
     return out;
+}
+
+void tf_table_row(const duet_tf *m, int64_t i, int64_t row, float *out) {
+    const duet_qtype qt = (duet_qtype)m->nat_type[i];
+    const int64_t C = m->p.dim;
+    if (m->rep && m->rep[i])
+        duet_x16_dequantize_row(qt, m->rep[i], C, row, out);
+    else
+        duet_dequantize_row(qt, (const uint8_t *)m->nat_ptr[i] + row * duet_qtype_row_bytes(qt, C), out, C);
 }
 
 /* RoPE for sampling with a linear position scale or per-pair frequency
@@ -653,8 +658,9 @@ void tf_repack(duet_tf *m) {
         for (int i = 0; i < m->nt; i++) {
             const duet_tensor *t = m->list[i];
             const duet_qtype qt = (duet_qtype)m->nat_type[i];
-            /* not the token table of a tied model: lookups read its file rows */
-            if (!tf_is_linear_weight(m, t) || !m->nat_ptr[i] || t == m->tok_emb ||
+            /* a tied model's token table too: its lookups read the repacked
+             * rows (tf_table_row) */
+            if (!tf_is_linear_weight(m, t) || !m->nat_ptr[i] ||
                 !duet_x16_ok(qt, t->shape[0], t->shape[1]))
                 continue;
             const int64_t M = t->shape[0], K = t->shape[1];
