@@ -970,7 +970,7 @@ static void test_act_quant(void) {
  * of the rows, nor on the thread count. Weights: quantized signals and
  * random block bytes (every code and scale bit pattern). */
 static void test_x16(void) {
-    static const duet_qtype TS[] = {DUET_QTYPE_Q4_0, DUET_QTYPE_Q4_K, DUET_QTYPE_Q6_K};
+    static const duet_qtype TS[] = {DUET_QTYPE_Q4_0, DUET_QTYPE_Q8_0, DUET_QTYPE_Q4_K, DUET_QTYPE_Q6_K};
     static const int64_t Ks32[] = {32, 224, 2048}, KsK[] = {256, 768, 2048};
     static const int64_t Ns[] = {1, 2, 3, 4, 5, 7, 17};
     const int64_t M = 48, KMAX = 2048, NMAX = 17;
@@ -979,21 +979,21 @@ static void test_x16(void) {
                 "x16: no VNNI kernel set here, no repacking");
         return;
     }
-    T_CHECK(!duet_x16_ok(DUET_QTYPE_Q4_K, 40, 256) && !duet_x16_ok(DUET_QTYPE_Q8_0, 48, 256) &&
+    T_CHECK(!duet_x16_ok(DUET_QTYPE_Q4_K, 40, 256) && !duet_x16_ok(DUET_QTYPE_Q5_K, 48, 256) &&
                 !duet_x16_ok(DUET_QTYPE_Q4_K, 48, 128),
             "x16: refuses rows not a multiple of 16, other types, partial blocks");
     float *wf = malloc(M * KMAX * sizeof(float)), *X = malloc(NMAX * KMAX * sizeof(float));
     float *wd = malloc(KMAX * sizeof(float)), *wd2 = malloc(KMAX * sizeof(float));
     float *xd = malloc(KMAX * sizeof(float)), *Y = malloc(NMAX * M * sizeof(float));
     float *Y1 = malloc(NMAX * M * sizeof(float)), *y = malloc(M * sizeof(float));
-    uint8_t *w = malloc((size_t)M * KMAX + 64), *w2 = malloc((size_t)M * KMAX + 64);
-    uint8_t *P = malloc((size_t)M * KMAX + 64 * M), *xq = malloc((size_t)NMAX * KMAX * 2 + 64);
-    for (int ti = 0; ti < 3; ti++) {
+    uint8_t *w = malloc((size_t)M * KMAX * 2 + 64), *w2 = malloc((size_t)M * KMAX * 2 + 64);
+    uint8_t *P = malloc((size_t)M * KMAX * 2 + 64 * M), *xq = malloc((size_t)NMAX * KMAX * 2 + 64);
+    for (int ti = 0; ti < 4; ti++) {
         const duet_qtype t = TS[ti], dt = duet_qtype_dot_type(t);
         int round = 1, deq = 1, near = 1, batch_same = 1, rows_same = 1, thr_same = 1;
         double worst = 0;
         for (int ki = 0; ki < 3; ki++) {
-            const int64_t K = t == DUET_QTYPE_Q4_0 ? Ks32[ki] : KsK[ki];
+            const int64_t K = duet_qtype_block_size(t) == QK ? Ks32[ki] : KsK[ki];
             const int64_t wrb = duet_qtype_row_bytes(t, K), xrb = duet_qtype_row_bytes(dt, K);
             for (int mode = 0; mode < 2; mode++) {
                 const uint64_t seed = 9100 + 100 * (uint64_t)ti + 10 * (uint64_t)ki + (uint64_t)mode;
@@ -1067,7 +1067,7 @@ static void test_x16(void) {
         T_CHECK(batch_same, "x16 %s: a token in a batch of 1-17 = alone, bit for bit", tn);
         T_CHECK(thr_same, "x16 %s: 2 threads and caller scratch = 1 thread, bit for bit", tn);
     }
-    T_CHECK(duet_x16_matmul(DUET_QTYPE_Q8_0, P, 48, 256, X, 1, Y, NULL) == DUET_ERR_ARG,
+    T_CHECK(duet_x16_matmul(DUET_QTYPE_Q4_1, P, 48, 256, X, 1, Y, NULL) == DUET_ERR_ARG,
             "x16 matmul refuses a type it does not repack");
     free(wf), free(X), free(wd), free(wd2), free(xd), free(Y), free(Y1), free(y);
     free(w), free(w2), free(P), free(xq);

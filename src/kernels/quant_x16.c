@@ -1,5 +1,5 @@
 /*
- * quant_x16.c — the 16-row layout of Q4_0 / Q4_K / Q6_K weights (quant_x16.h):
+ * quant_x16.c — the 16-row layout of Q4_0 / Q8_0 / Q4_K / Q6_K weights (quant_x16.h):
  * repacking and its inverse, a row's dequantization, the activations'
  * preparation, and the products (decode matvec and prompt GEMM) over the
  * VNNI kernels of quant_x16_avx512.c. Plain C; the repacking moves whole
@@ -17,6 +17,7 @@
 static int64_t rec_bytes(duet_qtype t) {
     switch (t) {
     case DUET_QTYPE_Q4_0: return X16_Q4_0_REC;
+    case DUET_QTYPE_Q8_0: return X16_Q8_0_REC;
     case DUET_QTYPE_Q4_K: return X16_Q4_K_REC;
     case DUET_QTYPE_Q6_K: return X16_Q6_K_REC;
     default: return 0;
@@ -53,6 +54,21 @@ static void unpack_q4_0(const uint8_t *o, uint8_t *blk, int64_t wrb) {
         uint8_t *b = blk + r * wrb;
         memcpy(b, o + 2 * r, 2);
         for (int c = 0; c < 4; c++) memcpy(b + 2 + 4 * c, o + 32 + 64 * c + 4 * r, 4);
+    }
+}
+
+static void pack_q8_0(const uint8_t *blk, int64_t wrb, uint8_t *o) {
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *b = blk + r * wrb;
+        memcpy(o + 2 * r, b, 2);
+        for (int c = 0; c < 8; c++) memcpy(o + 32 + 64 * c + 4 * r, b + 2 + 4 * c, 4);
+    }
+}
+static void unpack_q8_0(const uint8_t *o, uint8_t *blk, int64_t wrb) {
+    for (int r = 0; r < 16; r++) {
+        uint8_t *b = blk + r * wrb;
+        memcpy(b, o + 2 * r, 2);
+        for (int c = 0; c < 8; c++) memcpy(b + 2 + 4 * c, o + 32 + 64 * c + 4 * r, 4);
     }
 }
 
@@ -116,8 +132,25 @@ static void unpack_q6_k(const uint8_t *o, uint8_t *blk, int64_t wrb) {
 typedef void (*pack_fn)(const uint8_t *, int64_t, uint8_t *);
 typedef void (*unpack_fn)(const uint8_t *, uint8_t *, int64_t);
 
+static pack_fn pack_of(duet_qtype t) {
+    switch (t) {
+    case DUET_QTYPE_Q4_0: return pack_q4_0;
+    case DUET_QTYPE_Q8_0: return pack_q8_0;
+    case DUET_QTYPE_Q4_K: return pack_q4_k;
+    default: return pack_q6_k;
+    }
+}
+static unpack_fn unpack_of(duet_qtype t) {
+    switch (t) {
+    case DUET_QTYPE_Q4_0: return unpack_q4_0;
+    case DUET_QTYPE_Q8_0: return unpack_q8_0;
+    case DUET_QTYPE_Q4_K: return unpack_q4_k;
+    default: return unpack_q6_k;
+    }
+}
+
 void duet_x16_pack(duet_qtype t, const void *W, int64_t M, int64_t K, void *out) {
-    const pack_fn f = t == DUET_QTYPE_Q4_0 ? pack_q4_0 : t == DUET_QTYPE_Q4_K ? pack_q4_k : pack_q6_k;
+    const pack_fn f = pack_of(t);
     const int64_t nb = K / duet_qtype_block_size(t), bb = duet_qtype_block_bytes(t);
     const int64_t wrb = nb * bb, rec = rec_bytes(t), ng = M / X16_ROWS;
 #pragma omp parallel for schedule(dynamic, 4) if (ng * nb > 256)
@@ -127,7 +160,7 @@ void duet_x16_pack(duet_qtype t, const void *W, int64_t M, int64_t K, void *out)
 }
 
 void duet_x16_unpack(duet_qtype t, const void *P, int64_t M, int64_t K, void *W) {
-    const unpack_fn f = t == DUET_QTYPE_Q4_0 ? unpack_q4_0 : t == DUET_QTYPE_Q4_K ? unpack_q4_k : unpack_q6_k;
+    const unpack_fn f = unpack_of(t);
     const int64_t nb = K / duet_qtype_block_size(t), bb = duet_qtype_block_bytes(t);
     const int64_t wrb = nb * bb, rec = rec_bytes(t), ng = M / X16_ROWS;
     for (int64_t g = 0; g < ng; g++)
@@ -139,7 +172,7 @@ void duet_x16_dequantize_row(duet_qtype t, const void *P, int64_t K, int64_t r, 
     const int64_t bs = duet_qtype_block_size(t), nb = K / bs, bb = duet_qtype_block_bytes(t);
     const int64_t rec = rec_bytes(t), g = r / X16_ROWS, rr = r % X16_ROWS;
     uint8_t tmp[X16_ROWS * Q6_K_BYTES];
-    const unpack_fn f = t == DUET_QTYPE_Q4_0 ? unpack_q4_0 : t == DUET_QTYPE_Q4_K ? unpack_q4_k : unpack_q6_k;
+    const unpack_fn f = unpack_of(t);
     for (int64_t b = 0; b < nb; b++) {
         f((const uint8_t *)P + (g * nb + b) * rec, tmp, bb);
         duet_dequantize_row(t, tmp + rr * bb, y + b * bs, bs);
@@ -153,7 +186,7 @@ static int64_t up64(int64_t n) { return (n + 63) & ~(int64_t)63; }
 int64_t duet_x16_act_bytes(duet_qtype t, int64_t K) {
     const duet_qtype dt = duet_qtype_dot_type(t);
     const int64_t nb = K / duet_qtype_block_size(t);
-    const int64_t ni = t == DUET_QTYPE_Q4_0 ? nb : t == DUET_QTYPE_Q4_K ? 4 * nb : 16 * nb;
+    const int64_t ni = dt == DUET_QTYPE_Q8_0 ? nb : t == DUET_QTYPE_Q4_K ? 4 * nb : 16 * nb;
     return up64(duet_qtype_row_bytes(dt, K)) + up64(nb * 4) + up64(ni * 4);
 }
 
@@ -166,12 +199,12 @@ void duet_x16_act_prepare(duet_qtype t, int64_t K, const float *x, void *buf, x1
     int32_t *xi = (int32_t *)(void *)((uint8_t *)xd + up64(nb * 4));
     duet_quantize_row(dt, x, q, K);
     for (int64_t b = 0; b < nb; b++) {
-        if (t == DUET_QTYPE_Q4_0) {
+        if (dt == DUET_QTYPE_Q8_0) { /* Q4_0 codes are q + 8, Q8_0's (after the XOR) q + 128 */
             const uint8_t *blk = q + b * Q8_0_BYTES;
             int s = 0;
             for (int i = 0; i < QK; i++) s += (int8_t)blk[2 + i];
             xd[b] = q_f16(blk);
-            xi[b] = -8 * s;
+            xi[b] = (t == DUET_QTYPE_Q4_0 ? -8 : -128) * s;
             continue;
         }
         const uint8_t *blk = q + b * Q8_K_BYTES;
@@ -197,7 +230,12 @@ void duet_x16_act_prepare(duet_qtype t, int64_t K, const float *x, void *buf, x1
 #if defined(__x86_64__)
 typedef void (*gemv_fn)(const uint8_t *, int64_t, int64_t, const x16_act *, int, float *, int64_t);
 static gemv_fn gemv_of(duet_qtype t) {
-    return t == DUET_QTYPE_Q4_0 ? duet_x16_gemv_q4_0 : t == DUET_QTYPE_Q4_K ? duet_x16_gemv_q4_k : duet_x16_gemv_q6_k;
+    switch (t) {
+    case DUET_QTYPE_Q4_0: return duet_x16_gemv_q4_0;
+    case DUET_QTYPE_Q8_0: return duet_x16_gemv_q8_0;
+    case DUET_QTYPE_Q4_K: return duet_x16_gemv_q4_k;
+    default: return duet_x16_gemv_q6_k;
+    }
 }
 #endif
 
@@ -257,6 +295,7 @@ duet_status duet_x16_matmul(duet_qtype t, const void *P, int64_t M, int64_t K, c
              y + g0 * X16_ROWS, 0);                                                          \
     }
 ROWS_X16(rows_q4_0, duet_x16_gemv_q4_0)
+ROWS_X16(rows_q8_0, duet_x16_gemv_q8_0)
 ROWS_X16(rows_q4_k, duet_x16_gemv_q4_k)
 ROWS_X16(rows_q6_k, duet_x16_gemv_q6_k)
 #endif
@@ -273,6 +312,9 @@ void duet_qmv_prepare_x16(duet_qmv *mv, duet_qtype t, int64_t K, const float *x,
     mv->xd = a.xd;
     mv->xc = a.xi;
 #if defined(__x86_64__)
-    mv->rows = t == DUET_QTYPE_Q4_0 ? rows_q4_0 : t == DUET_QTYPE_Q4_K ? rows_q4_k : rows_q6_k;
+    mv->rows = t == DUET_QTYPE_Q4_0   ? rows_q4_0
+               : t == DUET_QTYPE_Q8_0 ? rows_q8_0
+               : t == DUET_QTYPE_Q4_K ? rows_q4_k
+                                      : rows_q6_k;
 #endif
 }

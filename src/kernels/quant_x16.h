@@ -1,19 +1,20 @@
 /*
- * quant_x16.h — Q4_0, Q4_K and Q6_K weights repacked for the AVX-512 VNNI
+ * quant_x16.h — Q4_0, Q8_0, Q4_K and Q6_K weights repacked for the AVX-512 VNNI
  * kernels: 16 rows interleaved so that one 32-bit lane of a 512-bit
  * register belongs to one row. A vpdpbusd with 4 activation bytes
  * broadcast to all lanes then adds 4 products to each of the 16 rows' own
  * sums: no horizontal sum per block or row, no per-row scale gather, and
  * the block's f16 scales of the 16 rows are one 32-byte load. In the file
- * layouts a block is 18, 144 or 210 bytes and a row's values meet only at
- * the end, so the row kernels (quant_mv_avx512.c) spent most of their
+ * layouts a block is 18, 34, 144 or 210 bytes and a row's values meet only
+ * at the end, so the row kernels (quant_mv_avx512.c) spent most of their
  * instructions on reductions and scale unpacking: on two cores they could
- * not stream Q4_0 / Q4_K / Q6_K faster than 46-59 GB/s (bench_qmv).
+ * not stream Q4_0 / Q4_K / Q6_K faster than 46-59 GB/s, Q8_0 72-83
+ * (bench_qmv).
  *
- * Which matrices: those of the three types whose row count is a multiple
+ * Which matrices: those of the four types whose row count is a multiple
  * of 16 (every matrix of the Llama / Qwen2 shapes), on CPUs with the VNNI
  * kernel set; the transformer repacks them once at load into memory of its
- * own (duet_tf_repack), and a matrix is then only read in this layout.
+ * own (tf_repack), and a matrix is then only read in this layout.
  *
  * Layout. Rows go in groups of 16; a group's records follow each other
  * along K (a group is one contiguous stream), groups follow each other.
@@ -26,6 +27,10 @@
  *     0    f16 d[16]
  *     32   4 chunks c of 64 bytes: word r = row r's code bytes 4c..4c+3
  *          (low nibbles: values 4c..4c+3; high: values 16+4c..16+4c+3)
+ *   Q8_0, a record per 32 columns, 544 bytes (16 x 34: the same size):
+ *     0    f16 d[16]
+ *     32   8 chunks c of 64 bytes: word r = row r's codes 4c..4c+3
+ *          (used as code + 128 through an XOR: vpdpbusd's unsigned side)
  *   Q4_K, a record per 256 columns, 2368 bytes (16 x 144 + 64):
  *     0    f16 d[16]       32  f16 dmin[16]
  *     64   u8 sc[8][16]    (sub-block j's 6-bit scale of row r at 64+16j+r)
@@ -56,6 +61,7 @@
 
 #define X16_ROWS 16
 #define X16_Q4_0_REC 288
+#define X16_Q8_0_REC 544
 #define X16_Q4_K_REC 2368
 #define X16_Q6_K_REC 3360
 
@@ -96,8 +102,8 @@ void duet_qmv_prepare_x16(struct duet_qmv *mv, duet_qtype t, int64_t K, const fl
 /* ---- the kernels (quant_x16_avx512.c) ----
  * One token's prepared activations: the quantized row q (Q8_0 for Q4_0,
  * Q8_K for the K types), its per-block scales xd and per-block integer
- * terms xi: Q4_0 -8 x the block's code sum (the start of each block's
- * integer dot); Q4_K per super-block 4 words of the 16-bit pair sums of
+ * terms xi: Q4_0 -8 and Q8_0 -128 x the block's code sum (the start of
+ * each block's integer dot: the weight codes' offset); Q4_K per super-block 4 words of the 16-bit pair sums of
  * sub-blocks (2jj, 2jj + 1); Q6_K per super-block 16 words -32 x the
  * 16-value sums. */
 typedef struct x16_act {
@@ -114,6 +120,8 @@ void duet_x16_act_prepare(duet_qtype t, int64_t K, const float *x, void *buf, x1
 /* ng groups of 16 rows from P (the first group's first record) times T
  * tokens (1..4): y[t * ldy + 16 g + r]. */
 void duet_x16_gemv_q4_0(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, int T,
+                        float *y, int64_t ldy);
+void duet_x16_gemv_q8_0(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, int T,
                         float *y, int64_t ldy);
 void duet_x16_gemv_q4_k(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, int T,
                         float *y, int64_t ldy);

@@ -76,6 +76,35 @@ INL void q4_0_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const
     }
 }
 
+/* ---- Q8_0: per 32 columns, 8 chunks; codes + 128 (XOR 0x80) dot x[4c..] ---- */
+INL void q8_0_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const int T, float *y,
+                int64_t ldy) {
+    const int64_t nb = K / QK;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int64_t g = 0; g < ng; g++) {
+        const uint8_t *w = P + g * nb * X16_Q8_0_REC;
+        __m512 acc[4];
+        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+        for (int64_t b = 0; b < nb; b++, w += X16_Q8_0_REC) {
+            prefetch_rec(w, X16_Q8_0_REC);
+            __m512i u[8];
+            for (int c = 0; c < 8; c++) u[c] = _mm512_xor_si512(LD(w + 32 + 64 * c), flip);
+            const __m512 d = f16x16(w);
+            for (int t = 0; t < T; t++) {
+                const uint8_t *x = a[t].q + b * Q8_0_BYTES + 2;
+                __m512i s = _mm512_set1_epi32(a[t].xi[b]), s1 = _mm512_setzero_si512();
+                for (int c = 0; c < 8; c += 2) {
+                    s = DOT(s, u[c], BC(x + 4 * c));
+                    s1 = DOT(s1, u[c + 1], BC(x + 4 * c + 4));
+                }
+                acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(a[t].xd[b])),
+                                         _mm512_cvtepi32_ps(_mm512_add_epi32(s, s1)), acc[t]);
+            }
+        }
+        for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy + 16 * g, acc[t]);
+    }
+}
+
 /* ---- Q4_K: per super-block 4 pairs of sub-blocks, 8 chunks each ---- */
 INL void q4_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const int T, float *y,
                 int64_t ldy) {
@@ -209,5 +238,6 @@ INL void q6_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const
         }                                                                                       \
     }
 GEMV(duet_x16_gemv_q4_0, q4_0_T)
+GEMV(duet_x16_gemv_q8_0, q8_0_T)
 GEMV(duet_x16_gemv_q4_k, q4_k_T)
 GEMV(duet_x16_gemv_q6_k, q6_k_T)
