@@ -107,7 +107,9 @@ static void unpack_q4_k(const uint8_t *o, uint8_t *blk, int64_t wrb) {
 
 /* Where Q6_K's ql chunk k (h = k / 16, sa = k / 8 % 2, cc = k / 4 % 2) and
  * qh chunk k (h = k / 8, cc = k / 4 % 2) go: piece 2h + cc (quant_x16.h). */
-static int q6_k_ql_at(int k) { return 288 + 768 * (2 * (k / 16) + k / 4 % 2) + 256 * (1 + k / 8 % 2) + 64 * (k % 4); }
+static int q6_k_ql_at(int k) {
+    return 288 + 768 * (2 * (k / 16) + k / 4 % 2) + 256 * (1 + k / 8 % 2) + 64 * (k % 4);
+}
 static int q6_k_qh_at(int k) { return 288 + 768 * (2 * (k / 8) + k / 4 % 2) + 64 * (k % 4); }
 
 static void pack_q6_k(const uint8_t *blk, int64_t wrb, uint8_t *o) {
@@ -156,7 +158,8 @@ void duet_x16_pack(duet_qtype t, const void *W, int64_t M, int64_t K, void *out)
 #pragma omp parallel for schedule(dynamic, 4) if (ng * nb > 256)
     for (int64_t g = 0; g < ng; g++)
         for (int64_t b = 0; b < nb; b++)
-            f((const uint8_t *)W + g * X16_ROWS * wrb + b * bb, wrb, (uint8_t *)out + (g * nb + b) * rec);
+            f((const uint8_t *)W + g * X16_ROWS * wrb + b * bb, wrb,
+              (uint8_t *)out + (g * nb + b) * rec);
 }
 
 void duet_x16_unpack(duet_qtype t, const void *P, int64_t M, int64_t K, void *W) {
@@ -165,7 +168,8 @@ void duet_x16_unpack(duet_qtype t, const void *P, int64_t M, int64_t K, void *W)
     const int64_t wrb = nb * bb, rec = rec_bytes(t), ng = M / X16_ROWS;
     for (int64_t g = 0; g < ng; g++)
         for (int64_t b = 0; b < nb; b++)
-            f((const uint8_t *)P + (g * nb + b) * rec, (uint8_t *)W + g * X16_ROWS * wrb + b * bb, wrb);
+            f((const uint8_t *)P + (g * nb + b) * rec, (uint8_t *)W + g * X16_ROWS * wrb + b * bb,
+              wrb);
 }
 
 void duet_x16_dequantize_row(duet_qtype t, const void *P, int64_t K, int64_t r, float *y) {
@@ -246,16 +250,20 @@ int64_t duet_x16_scratch_bytes(duet_qtype t, int64_t K, int64_t N) {
 duet_status duet_x16_matmul(duet_qtype t, const void *P, int64_t M, int64_t K, const float *X,
                             int64_t N, float *Y, void *scratch) {
     if (!duet_x16_ok(t, M, K) || N < 0)
-        return duet_set_error(DUET_ERR_ARG, "x16 matmul: %s %lld x %lld is not a repacked shape "
-                              "on this CPU", duet_qtype_name(t), (long long)M, (long long)K);
+        return duet_set_error(DUET_ERR_ARG,
+                              "x16 matmul: %s %lld x %lld is not a repacked shape "
+                              "on this CPU",
+                              duet_qtype_name(t), (long long)M, (long long)K);
 #if defined(__x86_64__)
     if (N == 0) return DUET_OK;
     void *owned = NULL;
     if (!scratch) {
         scratch = owned = duet_alloc((size_t)duet_x16_scratch_bytes(t, K, N));
-        if (!owned) return duet_set_error(DUET_ERR_NOMEM, "x16 matmul: out of memory for %lld "
-                                          "bytes of quantized activations",
-                                          (long long)duet_x16_scratch_bytes(t, K, N));
+        if (!owned)
+            return duet_set_error(DUET_ERR_NOMEM,
+                                  "x16 matmul: out of memory for %lld "
+                                  "bytes of quantized activations",
+                                  (long long)duet_x16_scratch_bytes(t, K, N));
     }
     const int64_t ab = duet_x16_act_bytes(t, K), ng = M / X16_ROWS;
     const int64_t gb = K / duet_qtype_block_size(t) * rec_bytes(t); /* bytes a group */
@@ -287,12 +295,12 @@ duet_status duet_x16_matmul(duet_qtype t, const void *P, int64_t M, int64_t K, c
 /* ---- the decode's caller-split matvec ---- */
 
 #if defined(__x86_64__)
-#define ROWS_X16(NAME, GEMV)                                                                   \
-    static void NAME(const duet_qmv *mv, const void *W, int64_t r0, int64_t r1, float *y) {   \
-        const x16_act a = {mv->x, mv->xd, mv->xc};                                           \
-        const int64_t g0 = r0 / X16_ROWS, g1 = r1 / X16_ROWS;                                \
-        GEMV((const uint8_t *)W + g0 * X16_ROWS * mv->wrb, g1 - g0, mv->K, &a, 1,            \
-             y + g0 * X16_ROWS, 0);                                                          \
+#define ROWS_X16(NAME, GEMV)                                                                \
+    static void NAME(const duet_qmv *mv, const void *W, int64_t r0, int64_t r1, float *y) { \
+        const x16_act a = {mv->x, mv->xd, mv->xc};                                          \
+        const int64_t g0 = r0 / X16_ROWS, g1 = r1 / X16_ROWS;                               \
+        GEMV((const uint8_t *)W + g0 * X16_ROWS * mv->wrb, g1 - g0, mv->K, &a, 1,           \
+             y + g0 * X16_ROWS, 0);                                                         \
     }
 ROWS_X16(rows_q4_0, duet_x16_gemv_q4_0)
 ROWS_X16(rows_q8_0, duet_x16_gemv_q8_0)
@@ -300,7 +308,9 @@ ROWS_X16(rows_q4_k, duet_x16_gemv_q4_k)
 ROWS_X16(rows_q6_k, duet_x16_gemv_q6_k)
 #endif
 
-int64_t duet_qmv_scratch_bytes_x16(duet_qtype t, int64_t K) { return duet_x16_act_bytes(t, K) + 64; }
+int64_t duet_qmv_scratch_bytes_x16(duet_qtype t, int64_t K) {
+    return duet_x16_act_bytes(t, K) + 64;
+}
 
 void duet_qmv_prepare_x16(duet_qmv *mv, duet_qtype t, int64_t K, const float *x, void *scratch) {
     memset(mv, 0, sizeof *mv);

@@ -131,20 +131,26 @@ INL void q4_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const
                         sb[t] = DOT(sb[t], hi, BC(x + 32));
                     }
                 }
-                const __m512i sca = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(w + 64 + 32 * p)));
-                const __m512i scb = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(w + 80 + 32 * p)));
+                const __m512i sca = _mm512_cvtepu8_epi32(
+                    _mm_loadu_si128((const __m128i *)(const void *)(w + 64 + 32 * p)));
+                const __m512i scb = _mm512_cvtepu8_epi32(
+                    _mm_loadu_si128((const __m128i *)(const void *)(w + 80 + 32 * p)));
                 for (int t = 0; t < T; t++)
-                    isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(sa[t], sca),
-                                                                         _mm512_mullo_epi32(_mm512_srai_epi32(sb[t], 4), scb)));
+                    isum[t] = _mm512_add_epi32(
+                        isum[t],
+                        _mm512_add_epi32(_mm512_mullo_epi32(sa[t], sca),
+                                         _mm512_mullo_epi32(_mm512_srai_epi32(sb[t], 4), scb)));
             }
             /* mins: lane r holds (m[2jj], m[2jj+1]) as 16-bit pairs */
             __m512i mp[4];
             for (int jj = 0; jj < 4; jj++)
-                mp[jj] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(w + 192 + 32 * jj)));
+                mp[jj] = _mm512_cvtepu8_epi16(
+                    _mm256_loadu_si256((const __m256i *)(const void *)(w + 192 + 32 * jj)));
             const __m512 d = f16x16(w), dm = f16x16(w + 32);
             for (int t = 0; t < T; t++) {
                 const int32_t *xi = a[t].xi + 4 * s;
-                __m512i ms = _mm512_dpwssd_epi32(_mm512_setzero_si512(), mp[0], _mm512_set1_epi32(xi[0]));
+                __m512i ms =
+                    _mm512_dpwssd_epi32(_mm512_setzero_si512(), mp[0], _mm512_set1_epi32(xi[0]));
                 ms = _mm512_dpwssd_epi32(ms, mp[1], _mm512_set1_epi32(xi[1]));
                 ms = _mm512_dpwssd_epi32(ms, mp[2], _mm512_set1_epi32(xi[2]));
                 ms = _mm512_dpwssd_epi32(ms, mp[3], _mm512_set1_epi32(xi[3]));
@@ -187,13 +193,17 @@ INL void q6_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const
                         const __m512i mhi = _mm512_set1_epi8((char)(3 << (2 * sa + 4)));
                         const uint8_t *wl = wh + 256 * (1 + sa);
                         __m512i nl[4], hl[4], nh[4], hh[4];
-                        for (int t = 0; t < T; t++) nl[t] = hl[t] = nh[t] = hh[t] = _mm512_setzero_si512();
+                        for (int t = 0; t < T; t++)
+                            nl[t] = hl[t] = nh[t] = hh[t] = _mm512_setzero_si512();
                         for (int c = 0; c < 4; c++) {
                             const __m512i ql = LD(wl + 64 * c), qh = LD(wh + 64 * c);
-                            const __m512i n0 = _mm512_and_si512(ql, m0f), n1 = _mm512_and_si512(ql, mf0);
-                            const __m512i h0 = _mm512_and_si512(qh, mlo), h1 = _mm512_and_si512(qh, mhi);
+                            const __m512i n0 = _mm512_and_si512(ql, m0f),
+                                          n1 = _mm512_and_si512(ql, mf0);
+                            const __m512i h0 = _mm512_and_si512(qh, mlo),
+                                          h1 = _mm512_and_si512(qh, mhi);
                             for (int t = 0; t < T; t++) {
-                                const uint8_t *x = a[t].q + s * Q8_K_BYTES + Q8_K_QS + 128 * h + 32 * sa + 4 * (4 * cc + c);
+                                const uint8_t *x = a[t].q + s * Q8_K_BYTES + Q8_K_QS + 128 * h +
+                                                   32 * sa + 4 * (4 * cc + c);
                                 const __m512i xl = BC(x), xh = BC(x + 64);
                                 nl[t] = DOT(nl[t], n0, xl);
                                 hl[t] = DOT(hl[t], h0, xl);
@@ -202,8 +212,10 @@ INL void q6_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const
                             }
                         }
                         const int jl = 8 * h + 2 * sa + cc, jh = jl + 4;
-                        const __m512i scl = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(w + 32 + 16 * jl)));
-                        const __m512i sch = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(w + 32 + 16 * jh)));
+                        const __m512i scl = _mm512_cvtepi8_epi32(
+                            _mm_loadu_si128((const __m128i *)(const void *)(w + 32 + 16 * jl)));
+                        const __m512i sch = _mm512_cvtepi8_epi32(
+                            _mm_loadu_si128((const __m128i *)(const void *)(w + 32 + 16 * jh)));
                         for (int t = 0; t < T; t++) {
                             const int32_t *xi = a[t].xi + 16 * s;
                             const __m512i lo = _mm512_add_epi32(
@@ -213,8 +225,9 @@ INL void q6_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const
                                 _mm512_add_epi32(_mm512_srai_epi32(nh[t], 4),
                                                  sa ? _mm512_srai_epi32(hh[t], 2) : hh[t]),
                                 _mm512_set1_epi32(xi[jh]));
-                            isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(lo, scl),
-                                                                                 _mm512_mullo_epi32(hi, sch)));
+                            isum[t] = _mm512_add_epi32(
+                                isum[t], _mm512_add_epi32(_mm512_mullo_epi32(lo, scl),
+                                                          _mm512_mullo_epi32(hi, sch)));
                         }
                     }
                 }
@@ -227,15 +240,15 @@ INL void q6_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const
     }
 }
 
-#define GEMV(NAME, KER)                                                                         \
-    VNNI void NAME(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, int T, float *y,  \
-                   int64_t ldy) {                                                               \
-        switch (T) {                                                                            \
-        case 1: KER(P, ng, K, a, 1, y, ldy); break;                                             \
-        case 2: KER(P, ng, K, a, 2, y, ldy); break;                                             \
-        case 3: KER(P, ng, K, a, 3, y, ldy); break;                                             \
-        default: KER(P, ng, K, a, 4, y, ldy); break;                                            \
-        }                                                                                       \
+#define GEMV(NAME, KER)                                                                        \
+    VNNI void NAME(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, int T, float *y, \
+                   int64_t ldy) {                                                              \
+        switch (T) {                                                                           \
+        case 1: KER(P, ng, K, a, 1, y, ldy); break;                                            \
+        case 2: KER(P, ng, K, a, 2, y, ldy); break;                                            \
+        case 3: KER(P, ng, K, a, 3, y, ldy); break;                                            \
+        default: KER(P, ng, K, a, 4, y, ldy); break;                                           \
+        }                                                                                      \
     }
 GEMV(duet_x16_gemv_q4_0, q4_0_T)
 GEMV(duet_x16_gemv_q8_0, q8_0_T)
