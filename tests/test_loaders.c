@@ -976,6 +976,24 @@ static void test_repack(void) {
         }
         T_CHECK(ok && worst <= 1e-4, "tied Q4_0 read into memory: repacked logits = file "
                 "layout's to %.1e of the largest (batch and decode)", worst);
+        /* another kernel set forced after the repacking: the matrices stay
+         * repacked and are still multiplied (the x16 kernels need only the
+         * CPU's VNNI) */
+        char isa[16];
+        snprintf(isa, sizeof isa, "%s", duet_kernel_isa());
+        if (duet_kernel_force("avx2") == DUET_OK) {
+            duet_tf_reset(a->tf);
+            duet_tf_reset(b->tf);
+            const int fa = duet_tf_feed(a->tf, ids, 4, la, 0) == DUET_OK;
+            const int fb = duet_tf_feed(b->tf, ids, 4, lb, 0) == DUET_OK;
+            double w2 = 0, mx = 0;
+            for (int i = 0; i < 4096; i++) mx = fmax(mx, fabs((double)lb[i]));
+            for (int i = 0; i < 4096; i++)
+                w2 = fmax(w2, fabs((double)la[i] - (double)lb[i]) / (mx + 1e-30));
+            T_CHECK(fa && fb && w2 <= 1e-4, "repacked model after forcing the avx2 set: runs (%s), "
+                    "logits to %.1e", fa ? "ok" : duet_last_error(), w2);
+            duet_kernel_force(isa);
+        }
     } else {
         T_CHECK(0, "tied Q4_0 GGUF opens: %s", duet_last_error());
     }

@@ -249,10 +249,12 @@ int64_t duet_x16_scratch_bytes(duet_qtype t, int64_t K, int64_t N) {
 
 duet_status duet_x16_matmul(duet_qtype t, const void *P, int64_t M, int64_t K, const float *X,
                             int64_t N, float *Y, void *scratch) {
-    if (!duet_x16_ok(t, M, K) || N < 0)
+    /* the shape only: weights repacked while the VNNI set was active stay
+     * in this layout if another kernel set is forced later (tests do) */
+    const int64_t bs = duet_qtype_block_size(t);
+    if (rec_bytes(t) == 0 || M <= 0 || M % X16_ROWS || K <= 0 || K % bs || N < 0)
         return duet_set_error(DUET_ERR_ARG,
-                              "x16 matmul: %s %lld x %lld is not a repacked shape "
-                              "on this CPU",
+                              "x16 matmul: %s %lld x %lld is not a repacked shape",
                               duet_qtype_name(t), (long long)M, (long long)K);
 #if defined(__x86_64__)
     if (N == 0) return DUET_OK;
