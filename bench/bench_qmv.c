@@ -118,7 +118,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--sizes") && i + 1 < argc) sizes = argv[++i];
         else {
             fprintf(stderr, "usage: bench_qmv [--threads N] [--reps N] [--types f32,f16,q8_0,q4_0,"
-                            "q4_k,q6_k,q8_0x16,q4_0x16,q4_Kx16,q6_Kx16] [--sizes l2,l3,dram]\n");
+                            "q4_k,q5_k,q6_k,q8_0x16,q4_0x16,q4_Kx16,q5_Kx16,q6_Kx16] [--sizes l2,l3,dram]\n");
             return 2;
         }
     }
@@ -127,12 +127,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     duet_init();
-    /* the file layouts, then Q8_0 / Q4_0 / Q4_K / Q6_K in the 16-row layout
+    /* the file layouts, then Q8_0 / Q4_0 / Q4_K / Q5_K / Q6_K in the 16-row layout
      * (quant_x16.h; where the CPU has the VNNI kernels) */
     static const duet_qtype T[] = {DUET_QTYPE_F32,  DUET_QTYPE_F16,  DUET_QTYPE_Q8_0,
-                                   DUET_QTYPE_Q4_0, DUET_QTYPE_Q4_K, DUET_QTYPE_Q6_K,
-                                   DUET_QTYPE_Q8_0, DUET_QTYPE_Q4_0, DUET_QTYPE_Q4_K,
-                                   DUET_QTYPE_Q6_K};
+                                   DUET_QTYPE_Q4_0, DUET_QTYPE_Q4_K, DUET_QTYPE_Q5_K,
+                                   DUET_QTYPE_Q6_K, DUET_QTYPE_Q8_0, DUET_QTYPE_Q4_0,
+                                   DUET_QTYPE_Q4_K, DUET_QTYPE_Q5_K, DUET_QTYPE_Q6_K};
+    const size_t NFILE = 7; /* T[NFILE..]: the 16-row layout */
     /* L2: 256 KiB a thread; L3: 8 MiB in all; DRAM: 1 GiB */
     const char *sname[] = {"l2", "l3", "dram"};
     const int64_t sbytes[] = {(int64_t)threads << 18, (int64_t)8 << 20, (int64_t)1 << 30};
@@ -165,7 +166,7 @@ int main(int argc, char **argv) {
         if (sizes && !listed(sizes, sname[si])) continue;
         for (size_t ti = 0; ti < sizeof T / sizeof *T; ti++) {
             const duet_qtype t = T[ti];
-            const int x16 = ti >= 6;
+            const int x16 = ti >= NFILE;
             char name[16];
             snprintf(name, sizeof name, "%s%s", duet_qtype_name(t), x16 ? "x16" : "");
             if (types && !listed(types, name)) continue;

@@ -1863,14 +1863,15 @@ typedef struct duet_model_params {
                             * MADV_HUGEPAGE): a copy and the read time up front,
                             * fewer TLB misses while streaming the weights (decode
                             * 4-17% faster on this project's VM, bench/README.md) */
-    int no_repack;         /* 0: on CPUs with AVX-512 VNNI, Q4_0 / Q8_0 / Q4_K / Q6_K
-                            * matrices (rows a multiple of 16; a tied token table
-                            * too) are repacked once at open into a 16-row
+    int no_repack;         /* 0: on CPUs with AVX-512 VNNI, Q4_0 / Q8_0 / Q4_K / Q5_K /
+                            * Q6_K matrices (rows a multiple of 16; a tied token
+                            * table too) are repacked once at open into a 16-row
                             * interleaved layout whose kernels run 1.6-3x faster
                             * from cache and give the prompt an integer GEMM
                             * (memory of their own, 2 MiB pages; the file's pages
-                            * of them are given back; Q4_K 2.8% larger); 1:
-                            * multiply them where they lie in the file (zero copy) */
+                            * of them are given back; Q4_K / Q5_K 2.2-2.8%
+                            * larger); 1: multiply them where they lie in the
+                            * file (zero copy) */
 } duet_model_params;
 void duet_model_params_default(duet_model_params *p);
 

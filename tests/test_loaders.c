@@ -882,7 +882,7 @@ static void test_no_mmap(void) {
 
 /* ==== repacked matrices (duet_model_params.no_repack) ===================== */
 
-/* Q4_0 / Q8_0 / Q4_K / Q6_K matrices are repacked at open where the CPU has the
+/* Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K matrices are repacked at open where the CPU has the
  * VNNI kernels (kernels/quant_x16.h); the reference tests above run that
  * way. Here: the same model with no_repack gives the same logits to
  * rounding (integer block sums are exact in both; the float scaling runs in

@@ -970,7 +970,8 @@ static void test_act_quant(void) {
  * of the rows, nor on the thread count. Weights: quantized signals and
  * random block bytes (every code and scale bit pattern). */
 static void test_x16(void) {
-    static const duet_qtype TS[] = {DUET_QTYPE_Q4_0, DUET_QTYPE_Q8_0, DUET_QTYPE_Q4_K, DUET_QTYPE_Q6_K};
+    static const duet_qtype TS[] = {DUET_QTYPE_Q4_0, DUET_QTYPE_Q8_0, DUET_QTYPE_Q4_K,
+                                    DUET_QTYPE_Q5_K, DUET_QTYPE_Q6_K};
     static const int64_t Ks32[] = {32, 224, 2048}, KsK[] = {256, 768, 2048};
     static const int64_t Ns[] = {1, 2, 3, 4, 5, 7, 17};
     const int64_t M = 48, KMAX = 2048, NMAX = 17;
@@ -979,7 +980,7 @@ static void test_x16(void) {
                 "x16: no VNNI kernel set here, no repacking");
         return;
     }
-    T_CHECK(!duet_x16_ok(DUET_QTYPE_Q4_K, 40, 256) && !duet_x16_ok(DUET_QTYPE_Q5_K, 48, 256) &&
+    T_CHECK(!duet_x16_ok(DUET_QTYPE_Q4_K, 40, 256) && !duet_x16_ok(DUET_QTYPE_Q5_0, 48, 256) &&
                 !duet_x16_ok(DUET_QTYPE_Q4_K, 48, 128),
             "x16: refuses rows not a multiple of 16, other types, partial blocks");
     float *wf = malloc(M * KMAX * sizeof(float)), *X = malloc(NMAX * KMAX * sizeof(float));
@@ -988,7 +989,7 @@ static void test_x16(void) {
     float *Y1 = malloc(NMAX * M * sizeof(float)), *y = malloc(M * sizeof(float));
     uint8_t *w = malloc((size_t)M * KMAX * 2 + 64), *w2 = malloc((size_t)M * KMAX * 2 + 64);
     uint8_t *P = malloc((size_t)M * KMAX * 2 + 64 * M), *xq = malloc((size_t)NMAX * KMAX * 2 + 64);
-    for (int ti = 0; ti < 4; ti++) {
+    for (int ti = 0; ti < 5; ti++) {
         const duet_qtype t = TS[ti], dt = duet_qtype_dot_type(t);
         int round = 1, deq = 1, near = 1, batch_same = 1, rows_same = 1, thr_same = 1;
         double worst = 0;

@@ -83,7 +83,7 @@ int cmd_chat(int argc, char **argv) {
         [O_QUIET] = {"quiet", 'q', OPT_FLAG, &quiet, "no prompts and statistics on stderr", 0},
         [O_CACHE] = {"cache-type", 0, OPT_STR, &cache_type, "KV cache: f32 or f16 (f32)", 0},
         [O_NOMMAP] = {"no-mmap", 0, OPT_FLAG, &no_mmap, "read the weights into memory (huge pages where the kernel gives them) instead of mapping the file: faster decode, a copy up front", 0},
-        [O_NOREPACK] = {"no-repack", 0, OPT_FLAG, &no_repack, "keep Q4_0 / Q8_0 / Q4_K / Q6_K matrices in the file's layout (zero copy) instead of repacking them at load for the AVX-512 VNNI kernels", 0},
+        [O_NOREPACK] = {"no-repack", 0, OPT_FLAG, &no_repack, "keep Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K matrices in the file's layout (zero copy) instead of repacking them at load for the AVX-512 VNNI kernels", 0},
     };
     int npos = 0;
     int rc = cli_parse(cmd, "--model MODEL [options]\n\nChats with a model: one line of stdin per message "

@@ -153,7 +153,7 @@ int cmd_text(int argc, char **argv) {
         [O_CTX] = {"ctx", 0, OPT_I64, &ctx, "context length (0 = the model's, at most 4096 for other programs' files)", 0},
         [O_CACHE] = {"cache-type", 0, OPT_STR, &cache_type, "KV cache: f32 or f16 (half the memory; f32)", 0},
         [O_NOMMAP] = {"no-mmap", 0, OPT_FLAG, &no_mmap, "read the weights into memory (huge pages where the kernel gives them) instead of mapping the file: faster decode, a copy up front", 0},
-        [O_NOREPACK] = {"no-repack", 0, OPT_FLAG, &no_repack, "keep Q4_0 / Q8_0 / Q4_K / Q6_K matrices in the file's layout (zero copy) instead of repacking them at load for the AVX-512 VNNI kernels", 0},
+        [O_NOREPACK] = {"no-repack", 0, OPT_FLAG, &no_repack, "keep Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K matrices in the file's layout (zero copy) instead of repacking them at load for the AVX-512 VNNI kernels", 0},
     };
     const char *pos[1] = {NULL};
     int npos = 0;

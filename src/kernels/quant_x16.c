@@ -1,5 +1,5 @@
 /*
- * quant_x16.c — the 16-row layout of Q4_0 / Q8_0 / Q4_K / Q6_K weights (quant_x16.h):
+ * quant_x16.c — the 16-row layout of Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K weights (quant_x16.h):
  * repacking and its inverse, a row's dequantization, the activations'
  * preparation, and the products (decode matvec and prompt GEMM) over the
  * VNNI kernels of quant_x16_avx512.c. Plain C; the repacking moves whole
@@ -19,6 +19,7 @@ static int64_t rec_bytes(duet_qtype t) {
     case DUET_QTYPE_Q4_0: return X16_Q4_0_REC;
     case DUET_QTYPE_Q8_0: return X16_Q8_0_REC;
     case DUET_QTYPE_Q4_K: return X16_Q4_K_REC;
+    case DUET_QTYPE_Q5_K: return X16_Q5_K_REC;
     case DUET_QTYPE_Q6_K: return X16_Q6_K_REC;
     default: return 0;
     }
@@ -72,7 +73,9 @@ static void unpack_q8_0(const uint8_t *o, uint8_t *blk, int64_t wrb) {
     }
 }
 
-static void pack_q4_k(const uint8_t *blk, int64_t wrb, uint8_t *o) {
+/* Q4_K and Q5_K: d, dmin, the unpacked scales and mins, (Q5_K: qh,) qs. */
+static void pack_k45(const uint8_t *blk, int64_t wrb, uint8_t *o, int q5) {
+    const int qs = q5 ? Q5_K_QS : Q4_K_QS, oq = q5 ? 832 : 320;
     for (int r = 0; r < 16; r++) {
         const uint8_t *b = blk + r * wrb;
         uint8_t sc[8], m[8];
@@ -83,10 +86,13 @@ static void pack_q4_k(const uint8_t *blk, int64_t wrb, uint8_t *o) {
             o[64 + 16 * j + r] = sc[j];
             o[192 + 32 * (j / 2) + 2 * r + (j & 1)] = m[j];
         }
-        for (int w = 0; w < 32; w++) memcpy(o + 320 + 64 * w + 4 * r, b + Q4_K_QS + 4 * w, 4);
+        if (q5)
+            for (int w = 0; w < 8; w++) memcpy(o + 320 + 64 * w + 4 * r, b + Q5_K_QH + 4 * w, 4);
+        for (int w = 0; w < 32; w++) memcpy(o + oq + 64 * w + 4 * r, b + qs + 4 * w, 4);
     }
 }
-static void unpack_q4_k(const uint8_t *o, uint8_t *blk, int64_t wrb) {
+static void unpack_k45(const uint8_t *o, uint8_t *blk, int64_t wrb, int q5) {
+    const int qs = q5 ? Q5_K_QS : Q4_K_QS, oq = q5 ? 832 : 320;
     for (int r = 0; r < 16; r++) {
         uint8_t *b = blk + r * wrb, sc[8], m[8], *s = b + Q4_K_SCALES;
         memcpy(b, o + 2 * r, 2);
@@ -101,9 +107,15 @@ static void unpack_q4_k(const uint8_t *o, uint8_t *blk, int64_t wrb) {
             s[j + 4] = (uint8_t)((m[j] & 63) | ((m[j + 4] >> 4) << 6));
             s[j + 8] = (uint8_t)((sc[j + 4] & 15) | ((m[j + 4] & 15) << 4));
         }
-        for (int w = 0; w < 32; w++) memcpy(b + Q4_K_QS + 4 * w, o + 320 + 64 * w + 4 * r, 4);
+        if (q5)
+            for (int w = 0; w < 8; w++) memcpy(b + Q5_K_QH + 4 * w, o + 320 + 64 * w + 4 * r, 4);
+        for (int w = 0; w < 32; w++) memcpy(b + qs + 4 * w, o + oq + 64 * w + 4 * r, 4);
     }
 }
+static void pack_q4_k(const uint8_t *blk, int64_t wrb, uint8_t *o) { pack_k45(blk, wrb, o, 0); }
+static void pack_q5_k(const uint8_t *blk, int64_t wrb, uint8_t *o) { pack_k45(blk, wrb, o, 1); }
+static void unpack_q4_k(const uint8_t *o, uint8_t *blk, int64_t wrb) { unpack_k45(o, blk, wrb, 0); }
+static void unpack_q5_k(const uint8_t *o, uint8_t *blk, int64_t wrb) { unpack_k45(o, blk, wrb, 1); }
 
 /* Where Q6_K's ql chunk k (h = k / 16, sa = k / 8 % 2, cc = k / 4 % 2) and
  * qh chunk k (h = k / 8, cc = k / 4 % 2) go: piece 2h + cc (quant_x16.h). */
@@ -139,6 +151,7 @@ static pack_fn pack_of(duet_qtype t) {
     case DUET_QTYPE_Q4_0: return pack_q4_0;
     case DUET_QTYPE_Q8_0: return pack_q8_0;
     case DUET_QTYPE_Q4_K: return pack_q4_k;
+    case DUET_QTYPE_Q5_K: return pack_q5_k;
     default: return pack_q6_k;
     }
 }
@@ -147,6 +160,7 @@ static unpack_fn unpack_of(duet_qtype t) {
     case DUET_QTYPE_Q4_0: return unpack_q4_0;
     case DUET_QTYPE_Q8_0: return unpack_q8_0;
     case DUET_QTYPE_Q4_K: return unpack_q4_k;
+    case DUET_QTYPE_Q5_K: return unpack_q5_k;
     default: return unpack_q6_k;
     }
 }
@@ -190,7 +204,7 @@ static int64_t up64(int64_t n) { return (n + 63) & ~(int64_t)63; }
 int64_t duet_x16_act_bytes(duet_qtype t, int64_t K) {
     const duet_qtype dt = duet_qtype_dot_type(t);
     const int64_t nb = K / duet_qtype_block_size(t);
-    const int64_t ni = dt == DUET_QTYPE_Q8_0 ? nb : t == DUET_QTYPE_Q4_K ? 4 * nb : 16 * nb;
+    const int64_t ni = dt == DUET_QTYPE_Q8_0 ? nb : t == DUET_QTYPE_Q6_K ? 16 * nb : 4 * nb;
     return up64(duet_qtype_row_bytes(dt, K)) + up64(nb * 4) + up64(ni * 4);
 }
 
@@ -215,7 +229,7 @@ void duet_x16_act_prepare(duet_qtype t, int64_t K, const float *x, void *buf, x1
         int16_t bs[16];
         memcpy(bs, blk + Q8_K_BSUMS, sizeof bs);
         xd[b] = q_f32(blk);
-        if (t == DUET_QTYPE_Q4_K) {
+        if (t != DUET_QTYPE_Q6_K) { /* Q4_K, Q5_K */
             for (int jj = 0; jj < 4; jj++) {
                 const int lo = bs[4 * jj] + bs[4 * jj + 1], hi = bs[4 * jj + 2] + bs[4 * jj + 3];
                 xi[4 * b + jj] = (int32_t)((uint32_t)(uint16_t)lo | ((uint32_t)(uint16_t)hi << 16));
@@ -238,6 +252,7 @@ static gemv_fn gemv_of(duet_qtype t) {
     case DUET_QTYPE_Q4_0: return duet_x16_gemv_q4_0;
     case DUET_QTYPE_Q8_0: return duet_x16_gemv_q8_0;
     case DUET_QTYPE_Q4_K: return duet_x16_gemv_q4_k;
+    case DUET_QTYPE_Q5_K: return duet_x16_gemv_q5_k;
     default: return duet_x16_gemv_q6_k;
     }
 }
@@ -307,6 +322,7 @@ duet_status duet_x16_matmul(duet_qtype t, const void *P, int64_t M, int64_t K, c
 ROWS_X16(rows_q4_0, duet_x16_gemv_q4_0)
 ROWS_X16(rows_q8_0, duet_x16_gemv_q8_0)
 ROWS_X16(rows_q4_k, duet_x16_gemv_q4_k)
+ROWS_X16(rows_q5_k, duet_x16_gemv_q5_k)
 ROWS_X16(rows_q6_k, duet_x16_gemv_q6_k)
 #endif
 
@@ -327,6 +343,7 @@ void duet_qmv_prepare_x16(duet_qmv *mv, duet_qtype t, int64_t K, const float *x,
     mv->rows = t == DUET_QTYPE_Q4_0   ? rows_q4_0
                : t == DUET_QTYPE_Q8_0 ? rows_q8_0
                : t == DUET_QTYPE_Q4_K ? rows_q4_k
+               : t == DUET_QTYPE_Q5_K ? rows_q5_k
                                       : rows_q6_k;
 #endif
 }

@@ -1,5 +1,5 @@
 /*
- * quant_x16.h — Q4_0, Q8_0, Q4_K and Q6_K weights repacked for the AVX-512 VNNI
+ * quant_x16.h — Q4_0, Q8_0, Q4_K, Q5_K and Q6_K weights repacked for the AVX-512 VNNI
  * kernels: 16 rows interleaved so that one 32-bit lane of a 512-bit
  * register belongs to one row. A vpdpbusd with 4 activation bytes
  * broadcast to all lanes then adds 4 products to each of the 16 rows' own
@@ -11,7 +11,7 @@
  * not stream Q4_0 / Q4_K / Q6_K faster than 46-59 GB/s, Q8_0 72-83
  * (bench_qmv).
  *
- * Which matrices: those of the four types whose row count is a multiple
+ * Which matrices: those of the five types whose row count is a multiple
  * of 16 (every matrix of the Llama / Qwen2 shapes), on CPUs with the VNNI
  * kernel set; the transformer repacks them once at load into memory of its
  * own (tf_repack), and a matrix is then only read in this layout.
@@ -41,6 +41,11 @@
  *          sub-block 2p+1)
  *     The scales and mins are unpacked from their 6-bit packing (64 bytes
  *     more a record, 2.8%): four instructions fewer per sub-block.
+ *   Q5_K, a record per 256 columns, 2880 bytes (16 x 176 + 64):
+ *     0-319 as Q4_K (d, dmin, sc, m)
+ *     320  8 chunks c of 64 bytes: word r = row r's qh bytes 4c..4c+3 (bit j
+ *          of a byte: the fifth bit of that value of sub-block j)
+ *     832  qs as Q4_K's at 320
  *   Q6_K, a record per 256 columns, 3360 bytes (16 x 210: the same size):
  *     0    f16 d[16]
  *     32   i8 sc[16][16]   (sub-block j's scale of row r at 32+16j+r)
@@ -63,6 +68,7 @@
 #define X16_Q4_0_REC 288
 #define X16_Q8_0_REC 544
 #define X16_Q4_K_REC 2368
+#define X16_Q5_K_REC 2880
 #define X16_Q6_K_REC 3360
 
 struct duet_qmv;
@@ -103,9 +109,9 @@ void duet_qmv_prepare_x16(struct duet_qmv *mv, duet_qtype t, int64_t K, const fl
  * One token's prepared activations: the quantized row q (Q8_0 for Q4_0,
  * Q8_K for the K types), its per-block scales xd and per-block integer
  * terms xi: Q4_0 -8 and Q8_0 -128 x the block's code sum (the start of
- * each block's integer dot: the weight codes' offset); Q4_K per super-block 4 words of the 16-bit pair sums of
- * sub-blocks (2jj, 2jj + 1); Q6_K per super-block 16 words -32 x the
- * 16-value sums. */
+ * each block's integer dot: the weight codes' offset); Q4_K and Q5_K per
+ * super-block 4 words of the 16-bit pair sums of sub-blocks (2jj,
+ * 2jj + 1); Q6_K per super-block 16 words -32 x the 16-value sums. */
 typedef struct x16_act {
     const uint8_t *q;
     const float *xd;
@@ -124,6 +130,8 @@ void duet_x16_gemv_q4_0(const uint8_t *P, int64_t ng, int64_t K, const x16_act *
 void duet_x16_gemv_q8_0(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, int T,
                         float *y, int64_t ldy);
 void duet_x16_gemv_q4_k(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, int T,
+                        float *y, int64_t ldy);
+void duet_x16_gemv_q5_k(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, int T,
                         float *y, int64_t ldy);
 void duet_x16_gemv_q6_k(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, int T,
                         float *y, int64_t ldy);

@@ -105,41 +105,70 @@ INL void q8_0_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const
     }
 }
 
-/* ---- Q4_K: per super-block 4 pairs of sub-blocks, 8 chunks each ---- */
-INL void q4_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const int T, float *y,
-                int64_t ldy) {
-    const int64_t ns = K / QK_K;
+/* Bits at 2^from of each sum brought to 2^to: a shift either way (the sums
+ * are exact multiples of 2^from). */
+static inline __m512i to_units(__m512i v, int from, int to) {
+    return to >= from ? _mm512_slli_epi32(v, (unsigned)(to - from))
+                      : _mm512_srai_epi32(v, (unsigned)(from - to));
+}
+
+/* ---- Q4_K / Q5_K: per super-block 4 pairs of sub-blocks, 8 chunks each ----
+ * Q5_K's fifth bits: bit j of qh chunk c's bytes belongs to sub-block j;
+ * AND with 1 << j leaves 2^j per set bit, which to_units brings to the 16
+ * it weighs in the code, after the sum, as for Q6_K. */
+INL void q45_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const int T, float *y,
+                 int64_t ldy, const int Q5) {
+    const int64_t ns = K / QK_K, rec = Q5 ? X16_Q5_K_REC : X16_Q4_K_REC;
+    const int oq = Q5 ? 832 : 320;
     const __m512i m0f = _mm512_set1_epi8(0x0F), mf0 = _mm512_set1_epi8((char)0xF0);
     for (int64_t g = 0; g < ng; g++) {
-        const uint8_t *w = P + g * ns * X16_Q4_K_REC;
+        const uint8_t *w = P + g * ns * rec;
         __m512 acc[4];
         for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-        for (int64_t s = 0; s < ns; s++, w += X16_Q4_K_REC) {
+        for (int64_t s = 0; s < ns; s++, w += rec) {
             __m512i isum[4];
             for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
+            if (Q5) prefetch_rec(w + 320, 512);
             for (int p = 0; p < 4; p++) {
-                const uint8_t *wp = w + 320 + 512 * p;
+                const uint8_t *wp = w + oq + 512 * p;
                 prefetch_rec(wp, 512 + (p == 3 ? 320 : 0));
-                __m512i sa[4], sb[4];
-                for (int t = 0; t < T; t++) sa[t] = sb[t] = _mm512_setzero_si512();
+                const __m512i ma = _mm512_set1_epi8((char)(1 << (2 * p)));
+                const __m512i mb = _mm512_set1_epi8((char)(2 << (2 * p)));
+                __m512i sa[4], sb[4], ha[4], hb[4];
+                for (int t = 0; t < T; t++) sa[t] = sb[t] = ha[t] = hb[t] = _mm512_setzero_si512();
                 for (int c = 0; c < 8; c++) {
                     const __m512i v = LD(wp + 64 * c);
                     const __m512i lo = _mm512_and_si512(v, m0f), hi = _mm512_and_si512(v, mf0);
+                    __m512i qa = lo, qb = hi;
+                    if (Q5) {
+                        const __m512i h = LD(w + 320 + 64 * c);
+                        qa = _mm512_and_si512(h, ma);
+                        qb = _mm512_and_si512(h, mb);
+                    }
                     for (int t = 0; t < T; t++) {
                         const uint8_t *x = a[t].q + s * Q8_K_BYTES + Q8_K_QS + 64 * p + 4 * c;
-                        sa[t] = DOT(sa[t], lo, BC(x));
-                        sb[t] = DOT(sb[t], hi, BC(x + 32));
+                        const __m512i xa = BC(x), xb = BC(x + 32);
+                        sa[t] = DOT(sa[t], lo, xa);
+                        sb[t] = DOT(sb[t], hi, xb);
+                        if (Q5) {
+                            ha[t] = DOT(ha[t], qa, xa);
+                            hb[t] = DOT(hb[t], qb, xb);
+                        }
                     }
                 }
                 const __m512i sca = _mm512_cvtepu8_epi32(
                     _mm_loadu_si128((const __m128i *)(const void *)(w + 64 + 32 * p)));
                 const __m512i scb = _mm512_cvtepu8_epi32(
                     _mm_loadu_si128((const __m128i *)(const void *)(w + 80 + 32 * p)));
-                for (int t = 0; t < T; t++)
-                    isum[t] = _mm512_add_epi32(
-                        isum[t],
-                        _mm512_add_epi32(_mm512_mullo_epi32(sa[t], sca),
-                                         _mm512_mullo_epi32(_mm512_srai_epi32(sb[t], 4), scb)));
+                for (int t = 0; t < T; t++) {
+                    __m512i ua = sa[t], ub = _mm512_srai_epi32(sb[t], 4);
+                    if (Q5) {
+                        ua = _mm512_add_epi32(ua, to_units(ha[t], 2 * p, 4));
+                        ub = _mm512_add_epi32(ub, to_units(hb[t], 2 * p + 1, 4));
+                    }
+                    isum[t] = _mm512_add_epi32(isum[t], _mm512_add_epi32(_mm512_mullo_epi32(ua, sca),
+                                                                         _mm512_mullo_epi32(ub, scb)));
+                }
             }
             /* mins: lane r holds (m[2jj], m[2jj+1]) as 16-bit pairs */
             __m512i mp[4];
@@ -161,6 +190,14 @@ INL void q4_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const
         }
         for (int t = 0; t < T; t++) _mm512_storeu_ps(y + t * ldy + 16 * g, acc[t]);
     }
+}
+INL void q4_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const int T, float *y,
+                int64_t ldy) {
+    q45_k_T(P, ng, K, a, T, y, ldy, 0);
+}
+INL void q5_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const int T, float *y,
+                int64_t ldy) {
+    q45_k_T(P, ng, K, a, T, y, ldy, 1);
 }
 
 /* ---- Q6_K ----
@@ -253,4 +290,5 @@ INL void q6_k_T(const uint8_t *P, int64_t ng, int64_t K, const x16_act *a, const
 GEMV(duet_x16_gemv_q4_0, q4_0_T)
 GEMV(duet_x16_gemv_q8_0, q8_0_T)
 GEMV(duet_x16_gemv_q4_k, q4_k_T)
+GEMV(duet_x16_gemv_q5_k, q5_k_T)
 GEMV(duet_x16_gemv_q6_k, q6_k_T)

@@ -43,7 +43,7 @@ typedef struct tf_ext_params {
  * (duet_last_error). */
 duet_tf *tf_new_external(const duet_tf_params *p, const tf_ext_params *e);
 
-/* Repacks the native Q4_0 / Q8_0 / Q4_K / Q6_K matrices of an external model for
+/* Repacks the native Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K matrices of an external model for
  * the VNNI kernels (kernels/quant_x16.h); a no-op where the CPU lacks them,
  * nothing qualifies, DUET_REPACK=0 is set, or the memory cannot be had (the
  * file layout stays). tf_repacked_bytes: the bytes so held. */

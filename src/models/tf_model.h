@@ -70,7 +70,7 @@ struct duet_tf {
     int *wtype;             /* [nt] duet_qtype */
     const void **nat_ptr;   /* [nt] */
     int *nat_type;          /* [nt] */
-    /* Native Q4_0 / Q8_0 / Q4_K / Q6_K matrices repacked for the VNNI kernels
+    /* Native Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K matrices repacked for the VNNI kernels
      * (kernels/quant_x16.h, tf_repack): rep[i] non-NULL means matrix i is
      * read only there (its file pages are given back), by the linears and
      * the decode alike, while wptr[i] is still nat_ptr[i]. */
