@@ -553,6 +553,18 @@ static void test_matmul(void) {
  * multiples of the kernels' groups of four and K with blocks left over
  * after the 8-block steps. Gaussian and random-bytes weights (Q8_0's -128
  * codes, every nibble and scale pattern). */
+/* n weights of type t into w: mode 1 random block bytes (every code and
+ * scale bit pattern), mode 0 a quantized Gaussian signal (wf: n floats of
+ * scratch). */
+static void test_weights(duet_qtype t, uint8_t *w, float *wf, int64_t n, int mode, uint64_t seed) {
+    if (mode == 1) {
+        random_blocks(t, w, n, seed);
+        return;
+    }
+    signal(wf, n, 0, seed);
+    duet_quantize_row(t, wf, w, n);
+}
+
 static void test_qmv_rows(void) {
     const char *sets[] = {"scalar", "avx2", "avx512"};
     static const int64_t Ks32[] = {32, 224, 416, 2048 + 96}, KsK[] = {256, 768, 1280};
@@ -574,11 +586,7 @@ static void test_qmv_rows(void) {
                 const int64_t wrb = duet_qtype_row_bytes(t, K);
                 for (int mode = 0; mode < 2; mode++) {
                     const uint64_t seed = 7000 + 100 * (uint64_t)ti + 10 * (uint64_t)ki + (uint64_t)mode;
-                    if (mode == 1) random_blocks(t, w, MR * K, seed);
-                    else {
-                        signal(wf, MR * K, 0, seed);
-                        duet_quantize_row(t, wf, w, MR * K);
-                    }
+                    test_weights(t, w, wf, MR * K, mode, seed);
                     signal(x, K, 0, seed + 3);
                     void *scratch = malloc((size_t)duet_qmv_scratch_bytes(t, K) + 1);
                     duet_qmv mv;
@@ -995,14 +1003,10 @@ static void test_x16(void) {
         double worst = 0;
         for (int ki = 0; ki < 3; ki++) {
             const int64_t K = duet_qtype_block_size(t) == QK ? Ks32[ki] : KsK[ki];
-            const int64_t wrb = duet_qtype_row_bytes(t, K), xrb = duet_qtype_row_bytes(dt, K);
+            const int64_t wrb = duet_qtype_row_bytes(t, K);
             for (int mode = 0; mode < 2; mode++) {
                 const uint64_t seed = 9100 + 100 * (uint64_t)ti + 10 * (uint64_t)ki + (uint64_t)mode;
-                if (mode == 1) random_blocks(t, w, M * K, seed);
-                else {
-                    signal(wf, M * K, 0, seed);
-                    duet_quantize_row(t, wf, w, M * K);
-                }
+                test_weights(t, w, wf, M * K, mode, seed);
                 signal(X, NMAX * K, 0, seed + 3);
                 duet_x16_pack(t, w, M, K, P);
                 memset(w2, 0xA5, (size_t)(M * wrb));
@@ -1055,7 +1059,6 @@ static void test_x16(void) {
                         else thr_same &= same;
                     }
                 }
-                (void)xrb;
                 batch_same &= ok;
             }
         }

@@ -77,6 +77,14 @@ static inline void q_put_i16(uint8_t *p, int16_t v) { memcpy(p, &v, 2); }
 /* f16 field -> float (exact). */
 static inline float q_f16(const uint8_t *p) { return duet_f16_to_f32_1(q_u16(p)); }
 
+/* The sum of a Q8_0 block's 32 signed codes (the activation side of the
+ * weight codes' offset terms). */
+static inline int q8_0_code_sum(const uint8_t *blk) {
+    int s = 0;
+    for (int i = 0; i < QK; i++) s += (int8_t)blk[2 + i];
+    return s;
+}
+
 /* The 12 scale bytes of Q4_K/Q5_K hold eight 6-bit scales sc[j] and eight
  * 6-bit mins m[j]: for j < 4 the low 6 bits of bytes j (scale) and j + 4
  * (min); for j >= 4 the low / high nibble of byte j + 4 gives the low 4 bits

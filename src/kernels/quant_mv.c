@@ -83,10 +83,8 @@ void duet_qmv_prepare(duet_qmv *mv, duet_qtype t, int64_t K, const float *x, voi
         int32_t *xc = (int32_t *)(void *)xs;
         for (int64_t j = 0; j < nb; j++) {
             const uint8_t *blk = q + j * Q8_0_BYTES;
-            int sum = 0;
-            for (int i = 0; i < QK; i++) sum += (int8_t)blk[2 + i];
             xd[j] = q_f16(blk);
-            xc[j] = -128 * sum;
+            xc[j] = -128 * q8_0_code_sum(blk);
         }
         mv->xd = xd;
         mv->xc = xc;
@@ -95,10 +93,8 @@ void duet_qmv_prepare(duet_qmv *mv, duet_qtype t, int64_t K, const float *x, voi
     if (!mv->prep) return;
     for (int64_t j = 0; j < nb; j++) {
         const uint8_t *blk = q + j * Q8_0_BYTES;
-        int sum = 0;
-        for (int i = 0; i < QK; i++) sum += (int8_t)blk[2 + i];
         xd[j] = q_f16(blk);
-        xs[j] = xd[j] * (float)(8 * sum);
+        xs[j] = xd[j] * (float)(8 * q8_0_code_sum(blk));
     }
     mv->xd = xd;
     mv->xs = xs;

@@ -43,35 +43,26 @@ int64_t duet_x16_bytes(duet_qtype t, int64_t M, int64_t K) {
 
 /* ---- one record: 16 file blocks (row r's at blk + r * wrb) <-> a record ---- */
 
-static void pack_q4_0(const uint8_t *blk, int64_t wrb, uint8_t *o) {
+/* Q4_0 and Q8_0: d, then the codes in nc chunks of 4-byte words (4: Q4_0's
+ * 16 bytes of nibbles, 8: Q8_0's 32 codes). */
+static void pack_b32(const uint8_t *blk, int64_t wrb, uint8_t *o, int nc) {
     for (int r = 0; r < 16; r++) {
         const uint8_t *b = blk + r * wrb;
         memcpy(o + 2 * r, b, 2);
-        for (int c = 0; c < 4; c++) memcpy(o + 32 + 64 * c + 4 * r, b + 2 + 4 * c, 4);
+        for (int c = 0; c < nc; c++) memcpy(o + 32 + 64 * c + 4 * r, b + 2 + 4 * c, 4);
     }
 }
-static void unpack_q4_0(const uint8_t *o, uint8_t *blk, int64_t wrb) {
+static void unpack_b32(const uint8_t *o, uint8_t *blk, int64_t wrb, int nc) {
     for (int r = 0; r < 16; r++) {
         uint8_t *b = blk + r * wrb;
         memcpy(b, o + 2 * r, 2);
-        for (int c = 0; c < 4; c++) memcpy(b + 2 + 4 * c, o + 32 + 64 * c + 4 * r, 4);
+        for (int c = 0; c < nc; c++) memcpy(b + 2 + 4 * c, o + 32 + 64 * c + 4 * r, 4);
     }
 }
-
-static void pack_q8_0(const uint8_t *blk, int64_t wrb, uint8_t *o) {
-    for (int r = 0; r < 16; r++) {
-        const uint8_t *b = blk + r * wrb;
-        memcpy(o + 2 * r, b, 2);
-        for (int c = 0; c < 8; c++) memcpy(o + 32 + 64 * c + 4 * r, b + 2 + 4 * c, 4);
-    }
-}
-static void unpack_q8_0(const uint8_t *o, uint8_t *blk, int64_t wrb) {
-    for (int r = 0; r < 16; r++) {
-        uint8_t *b = blk + r * wrb;
-        memcpy(b, o + 2 * r, 2);
-        for (int c = 0; c < 8; c++) memcpy(b + 2 + 4 * c, o + 32 + 64 * c + 4 * r, 4);
-    }
-}
+static void pack_q4_0(const uint8_t *blk, int64_t wrb, uint8_t *o) { pack_b32(blk, wrb, o, 4); }
+static void pack_q8_0(const uint8_t *blk, int64_t wrb, uint8_t *o) { pack_b32(blk, wrb, o, 8); }
+static void unpack_q4_0(const uint8_t *o, uint8_t *blk, int64_t wrb) { unpack_b32(o, blk, wrb, 4); }
+static void unpack_q8_0(const uint8_t *o, uint8_t *blk, int64_t wrb) { unpack_b32(o, blk, wrb, 8); }
 
 /* Q4_K and Q5_K: d, dmin, the unpacked scales and mins, (Q5_K: qh,) qs. */
 static void pack_k45(const uint8_t *blk, int64_t wrb, uint8_t *o, int q5) {
@@ -219,10 +210,8 @@ void duet_x16_act_prepare(duet_qtype t, int64_t K, const float *x, void *buf, x1
     for (int64_t b = 0; b < nb; b++) {
         if (dt == DUET_QTYPE_Q8_0) { /* Q4_0 codes are q + 8, Q8_0's (after the XOR) q + 128 */
             const uint8_t *blk = q + b * Q8_0_BYTES;
-            int s = 0;
-            for (int i = 0; i < QK; i++) s += (int8_t)blk[2 + i];
             xd[b] = q_f16(blk);
-            xi[b] = (t == DUET_QTYPE_Q4_0 ? -8 : -128) * s;
+            xi[b] = (t == DUET_QTYPE_Q4_0 ? -8 : -128) * q8_0_code_sum(blk);
             continue;
         }
         const uint8_t *blk = q + b * Q8_K_BYTES;

@@ -637,41 +637,42 @@ duet_status duet_tf_set_sample_type(duet_tf *m, int qtype) {
     return DUET_OK;
 }
 
+/* 1 when matrix i is held natively in a type and shape the 16-row kernels
+ * take; a tied model's token table too (its lookups read the repacked rows,
+ * tf_table_row). */
+static int tf_repackable(const duet_tf *m, int i) {
+    const duet_tensor *t = m->list[i];
+    return tf_is_linear_weight(m, t) && m->nat_ptr[i] &&
+           duet_x16_ok((duet_qtype)m->nat_type[i], t->shape[0], t->shape[1]);
+}
+
+static int64_t tf_repacked_size(const duet_tf *m, int i) {
+    const duet_tensor *t = m->list[i];
+    return duet_x16_bytes((duet_qtype)m->nat_type[i], t->shape[0], t->shape[1]);
+}
+
 void tf_repack(duet_tf *m) {
-    if (m->rep) return;
     const char *e = getenv("DUET_REPACK");
-    if (e && strcmp(e, "0") == 0) return;
+    if (m->rep || (e && strcmp(e, "0") == 0)) return;
     int64_t total = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        uint8_t *dst = NULL;
-        if (pass == 1) {
-            if (total == 0) return;
-            m->rep = duet_calloc((size_t)m->nt, sizeof *m->rep);
-            dst = m->rep ? duet_huge_alloc((size_t)total, &m->rep_mem) : NULL;
-            if (!dst) { /* keep the file layout */
-                duet_free(m->rep);
-                m->rep = NULL;
-                return;
-            }
-        }
-        int64_t off = 0;
-        for (int i = 0; i < m->nt; i++) {
-            const duet_tensor *t = m->list[i];
-            const duet_qtype qt = (duet_qtype)m->nat_type[i];
-            /* a tied model's token table too: its lookups read the repacked
-             * rows (tf_table_row) */
-            if (!tf_is_linear_weight(m, t) || !m->nat_ptr[i] ||
-                !duet_x16_ok(qt, t->shape[0], t->shape[1]))
-                continue;
-            const int64_t M = t->shape[0], K = t->shape[1];
-            if (pass == 1) {
-                duet_x16_pack(qt, m->nat_ptr[i], M, K, dst + off);
-                m->rep[i] = dst + off;
-                duet_pages_release(m->nat_ptr[i], (size_t)(M * duet_qtype_row_bytes(qt, K)));
-            }
-            off += (duet_x16_bytes(qt, M, K) + 63) & ~(int64_t)63;
-        }
-        total = off;
+    for (int i = 0; i < m->nt; i++)
+        if (tf_repackable(m, i)) total += (tf_repacked_size(m, i) + 63) & ~(int64_t)63;
+    if (total == 0) return;
+    m->rep = duet_calloc((size_t)m->nt, sizeof *m->rep);
+    uint8_t *dst = m->rep ? duet_huge_alloc((size_t)total, &m->rep_mem) : NULL;
+    if (!dst) { /* keep the file layout */
+        duet_free(m->rep);
+        m->rep = NULL;
+        return;
+    }
+    for (int i = 0; i < m->nt; i++) {
+        if (!tf_repackable(m, i)) continue;
+        const duet_qtype qt = (duet_qtype)m->nat_type[i];
+        const int64_t M = m->list[i]->shape[0], K = m->list[i]->shape[1];
+        duet_x16_pack(qt, m->nat_ptr[i], M, K, dst);
+        m->rep[i] = dst;
+        duet_pages_release(m->nat_ptr[i], (size_t)(M * duet_qtype_row_bytes(qt, K)));
+        dst += (tf_repacked_size(m, i) + 63) & ~(int64_t)63;
     }
 }
 
@@ -681,7 +682,7 @@ int64_t duet_tf_weight_bytes(const duet_tf *m) {
         const duet_tensor *t = m->list[i];
         if (!tf_is_linear_weight(m, t)) continue;
         if (m->rep && m->rep[i] && m->wptr[i] == m->nat_ptr[i]) /* what is streamed */
-            total += duet_x16_bytes((duet_qtype)m->wtype[i], t->shape[0], t->shape[1]);
+            total += tf_repacked_size(m, i);
         else
             total += duet_qtype_row_bytes(m->wtype[i], t->shape[1]) * t->shape[0];
     }
@@ -691,8 +692,7 @@ int64_t duet_tf_weight_bytes(const duet_tf *m) {
 int64_t tf_repacked_bytes(const duet_tf *m) {
     int64_t total = 0;
     for (int i = 0; m->rep && i < m->nt; i++)
-        if (m->rep[i])
-            total += duet_x16_bytes((duet_qtype)m->nat_type[i], m->list[i]->shape[0], m->list[i]->shape[1]);
+        if (m->rep[i]) total += tf_repacked_size(m, i);
     return total;
 }
 
